@@ -1,0 +1,15 @@
+"""Train and evaluate SASRec -> FAME on Amazon Toys and print the numbers beside the paper's.
+
+    python examples/train_toys.py --data-dir ../shared/data --heads 2 --experts 4
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_fame.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main("toys"))

@@ -1,0 +1,88 @@
+"""Command-line front end shared by `examples/train_*.py`."""
+
+import argparse
+import os
+import sys
+
+DATASET_FILES = {
+    "toys": ("toys", "Toys_and_Games.txt"),
+    "beauty": ("beauty", "Beauty.txt"),
+    "sports": ("sports", "Sports_and_Outdoors.txt"),
+}
+
+
+def find_sequence_file(dataset, data_dir=None):
+    """Locates `<data_dir>/<dataset>/<File>.txt`.
+
+    `data_dir` defaults to `$FAME_DATA_DIR`, then `../shared/data` beside
+    the checkout. Returns the path or None.
+    """
+    folder, name = DATASET_FILES[dataset]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = [data_dir, os.environ.get("FAME_DATA_DIR"), os.path.join(here, "..", "shared", "data")]
+    for root in filter(None, candidates):
+        for path in (os.path.join(root, folder, name), os.path.join(root, name)):
+            if os.path.isfile(path):
+                return os.path.normpath(path)
+    return None
+
+
+def main(dataset, argv=None):
+    from keras_fame.training import run_pipeline
+
+    parser = argparse.ArgumentParser(
+        description=f"Train SASRec, transplant into FAME and fine-tune on Amazon {dataset.title()} (paper §4.4.2)."
+    )
+    parser.add_argument("--data-dir", help="folder holding the dataset (default: $FAME_DATA_DIR, ../shared/data)")
+    parser.add_argument("--output-dir", default=os.path.join("runs", dataset))
+    parser.add_argument("--hidden-dim", "-d", type=int, default=64)
+    parser.add_argument("--heads", "-H", type=int, default=2)
+    parser.add_argument("--experts", "-N", type=int, default=4)
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--sasrec-heads", type=int, default=None, help="heads of the SASRec stage (default: --heads)")
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--epochs", type=int, default=60, help="maximum SASRec epochs (early stopping decides)")
+    parser.add_argument("--fame-epochs", type=int, default=30, help="maximum FAME fine-tuning epochs")
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sasrec-only", action="store_true")
+    parser.add_argument("--verbose", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    path = find_sequence_file(dataset, args.data_dir)
+    if path is None:
+        folder, name = DATASET_FILES[dataset]
+        print(
+            f"error: {name} not found. Put the S3-Rec file at <dir>/{folder}/{name} and pass --data-dir <dir> "
+            "or set FAME_DATA_DIR (looked in --data-dir, $FAME_DATA_DIR and ../shared/data). "
+            "See datasets/README.md for how to download and prepare it.",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"reading {path}")
+    run_pipeline(
+        path,
+        dataset,
+        args.output_dir,
+        hidden_dim=args.hidden_dim,
+        num_heads=args.heads,
+        num_experts=args.experts,
+        num_blocks=args.blocks,
+        max_len=args.max_len,
+        dropout=args.dropout,
+        sasrec_heads=args.sasrec_heads,
+        epochs=args.epochs,
+        fame_epochs=args.fame_epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        every_n_epochs=args.eval_every,
+        seed=args.seed,
+        verbose=args.verbose,
+        skip_fame=args.sasrec_only,
+    )
+    return 0

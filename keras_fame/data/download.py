@@ -1,0 +1,66 @@
+"""Fetching the raw public datasets (for users; tests use local `file://` URLs).
+
+Nothing in the package downloads at import or training time: call these (or
+`datasets/prepare.py`) once, then train from the prepared files.
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+
+AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
+SOURCES = {
+    "beauty": {
+        "reviews": f"{AMAZON_2014}/reviews_Beauty_5.json.gz",
+        "metadata": f"{AMAZON_2014}/meta_Beauty.json.gz",
+    },
+    "sports": {
+        "reviews": f"{AMAZON_2014}/reviews_Sports_and_Outdoors_5.json.gz",
+        "metadata": f"{AMAZON_2014}/meta_Sports_and_Outdoors.json.gz",
+    },
+    "toys": {
+        "reviews": f"{AMAZON_2014}/reviews_Toys_and_Games_5.json.gz",
+        "metadata": f"{AMAZON_2014}/meta_Toys_and_Games.json.gz",
+    },
+    "ml-20m": {"archive": "https://files.grouplens.org/datasets/movielens/ml-20m.zip"},
+}
+
+
+def fetch(url, destination, sha256=None, timeout=60):
+    """Downloads `url` to `destination` atomically (temp file + rename).
+
+    An existing file is kept. With `sha256`, a mismatch raises and leaves no
+    file behind.
+    """
+    if os.path.exists(destination):
+        return destination
+    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(destination)), suffix=".part")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise IOError(f"{url}: sha256 {digest.hexdigest()} != expected {sha256}")
+        os.replace(tmp, destination)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return destination
+
+
+def extract_movielens_ratings(archive, destination):
+    """Extracts `*/ratings.csv` from a MovieLens zip to `destination`."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zf:
+        member = next((n for n in zf.namelist() if n.endswith("/ratings.csv") or n == "ratings.csv"), None)
+        if member is None:
+            raise IOError(f"{archive}: no ratings.csv inside")
+        with zf.open(member) as src, open(destination, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return destination

@@ -1,0 +1,80 @@
+"""Synthetic sequences with planted facets, for fast tests and demos.
+
+Each item has two attributes, a *colour* and a *shape* (two facets), laid
+out as `item = 1 + colour * num_shapes + shape`. Each user follows ONE facet
+with a small set of favourite values in it (e.g. "red or blue, any shape",
+or "circles or stars, any colour"), switching between favourites over time,
+and a little noise. Predicting the next item needs to know which facet the
+user follows and which of the favourites is current: the situation FAME's
+heads (facets) and experts (preferences within a facet) are made for.
+"""
+
+import numpy as np
+
+from keras_fame.data.sequences import SequenceData
+
+
+def planted_facets(
+    num_users=2000,
+    num_colours=12,
+    num_shapes=12,
+    min_length=6,
+    max_length=20,
+    favourites=2,
+    stay_probability=0.8,
+    noise=0.05,
+    seed=0,
+):
+    """Generates `SequenceData` with planted facets.
+
+    Args:
+        num_users: users to generate.
+        num_colours, num_shapes: values of the two facets; there are
+            `num_colours * num_shapes` items.
+        min_length, max_length: sequence length range (inclusive).
+        favourites: favourite values per user in the followed facet.
+        stay_probability: chance the next item keeps the current favourite.
+        noise: chance an item is uniformly random.
+        seed: random seed.
+
+    Returns:
+        `(SequenceData, facts)`, `facts` a dict with `item_colour`,
+        `item_shape` (arrays indexed by item id, 0 unused) and `user_facet`
+        (0 = colour, 1 = shape).
+    """
+    rng = np.random.default_rng(seed)
+    num_items = num_colours * num_shapes
+    lengths = rng.integers(min_length, max_length + 1, size=num_users)
+    total = int(lengths.sum())
+    user_of = np.repeat(np.arange(num_users), lengths)
+    facet = rng.integers(0, 2, size=num_users)
+    n_values = np.where(facet == 0, num_colours, num_shapes)
+    fav = (rng.random((num_users, favourites)).argsort(axis=1) + rng.integers(0, 1 << 30, size=(num_users, 1)))
+    fav = fav % n_values[:, None]
+    # Current favourite: a sticky random walk over the user's favourites.
+    switch = rng.random(total) > stay_probability
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    switch[starts] = True
+    draws = rng.integers(0, favourites, size=total)
+    last_switch = np.maximum.accumulate(np.where(switch, np.arange(total), 0))
+    current = fav[user_of, draws[last_switch]]
+    other = rng.integers(0, np.where(facet == 0, num_shapes, num_colours)[user_of])
+    colour = np.where(facet[user_of] == 0, current, other)
+    shape = np.where(facet[user_of] == 0, other, current)
+    items = 1 + colour * num_shapes + shape
+    random_items = rng.integers(1, num_items + 1, size=total)
+    items = np.where(rng.random(total) < noise, random_items, items)
+    item_ids = np.arange(num_items + 1)
+    data = SequenceData(
+        user_ids=np.arange(1, num_users + 1, dtype=np.int64),
+        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        items=items.astype(np.int32),
+        num_items=num_items,
+        source="<planted_facets>",
+    )
+    facts = {
+        "item_colour": np.where(item_ids > 0, (item_ids - 1) // num_shapes, -1),
+        "item_shape": np.where(item_ids > 0, (item_ids - 1) % num_shapes, -1),
+        "user_facet": facet,
+    }
+    return data, facts

@@ -1,0 +1,11 @@
+"""Full-ranking evaluation (HR@k, NDCG@k over all items) and its Keras callback."""
+
+from keras_fame.evaluation.callback import FullRankingEvaluation
+from keras_fame.evaluation.ranking import (
+    DEFAULT_KS,
+    evaluate_model,
+    evaluate_ranking,
+    metrics_from_ranks,
+    target_ranks,
+    top_k,
+)

@@ -1,0 +1,128 @@
+"""Full-ranking evaluation: HR@k and NDCG@k against ALL items (§5.2).
+
+Protocol, as implemented here:
+- The target is ranked against every item `1..num_items`; the padding id 0
+  is never ranked.
+- `exclude_history=True` (the S3-Rec / ICLRec family) removes every item of
+  the user's FULL history from the ranking, except the target itself (a
+  re-purchase stays rankable rather than being scored a miss).
+  `exclude_history=False` (RecBole) ranks everything. Results carry the
+  protocol under `protocol`.
+- Ties are conservative: an item scoring exactly the target's score ranks
+  ahead of it, so a constant model gets rank `num_items` (or the number of
+  rankable items), not 1.
+- Users are streamed in batches, so memory is `batch_size x (num_items + 1)`.
+- NaN scores, or a non-finite target score, raise instead of giving silently
+  wrong numbers.
+
+`rank` is 0-based; HR@k = mean(rank < k), NDCG@k = mean(1/log2(rank + 2) if
+rank < k else 0) (one relevant item per user).
+"""
+
+import numpy as np
+
+DEFAULT_KS = (5, 10, 20)
+
+
+def history_mask_rows(indptr, items, start, stop):
+    """Row/column indices of rows `start:stop`'s history items, rows relative to `start`."""
+    lo, hi = indptr[start], indptr[stop]
+    lengths = np.diff(indptr[start : stop + 1])
+    rows = np.repeat(np.arange(stop - start), lengths)
+    return rows, np.asarray(items[lo:hi], dtype=np.int64)
+
+
+def target_ranks(scores, targets, exclude=None):
+    """0-based conservative ranks of `targets` among columns `1..` of `scores`.
+
+    Args:
+        scores: float `[rows, num_items + 1]`; column 0 (padding) is ignored.
+        targets: int `[rows]`, in `1..num_items`.
+        exclude: optional `(rows, cols)` index arrays of entries to drop from
+            the ranking; an entry equal to the row's target is kept.
+
+    Returns:
+        int64 `[rows]`.
+    """
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    n = len(targets)
+    targets = np.asarray(targets, dtype=np.int64)
+    if np.isnan(scores).any():
+        bad = int(np.flatnonzero(np.isnan(scores).any(axis=1))[0])
+        raise FloatingPointError(f"row {bad}: the model produced NaN scores")
+    target_scores = scores[np.arange(n), targets]
+    if not np.all(np.isfinite(target_scores)):
+        bad = int(np.flatnonzero(~np.isfinite(target_scores))[0])
+        raise FloatingPointError(f"row {bad}: the target's score is {target_scores[bad]} (not finite)")
+    scores[:, 0] = -np.inf
+    if exclude is not None:
+        rows, cols = exclude
+        keep = cols != targets[rows]
+        scores[rows[keep], cols[keep]] = -np.inf
+    ahead = scores >= target_scores[:, None]
+    return ahead.sum(axis=1) - 1  # the target ties with itself
+
+
+def metrics_from_ranks(ranks, ks=DEFAULT_KS):
+    ranks = np.asarray(ranks)
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hr@{k}"] = float(hit.mean()) if len(ranks) else 0.0
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean()) if len(ranks) else 0.0
+    return out
+
+
+def top_k(scores, k):
+    """Indices and values of the `k` largest entries along the last axis, best first."""
+    part = np.argpartition(-scores, k - 1, axis=-1)[..., :k]
+    values = np.take_along_axis(scores, part, axis=-1)
+    order = np.argsort(-values, axis=-1, kind="stable")
+    return np.take_along_axis(part, order, axis=-1).astype(np.int32), np.take_along_axis(values, order, axis=-1)
+
+
+def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256):
+    """Streams users through `score_fn` and returns HR@k / NDCG@k.
+
+    Args:
+        score_fn: maps int32 `[batch, max_len]` inputs to numpy scores
+            `[batch, num_items + 1]` (e.g. `model.scorer()`'s `scores`).
+        evaluation_set: `EvaluationSet` (inputs, targets, full histories).
+        ks: cut-offs.
+        exclude_history: drop already-seen items (see the module docstring).
+        batch_size: users per batch; the last batch is padded to this size
+            so compiled backends see one shape.
+
+    Returns:
+        dict: `hr@k`, `ndcg@k` for each k, plus `users` and `protocol`.
+    """
+    ev = evaluation_set
+    n = len(ev)
+    ranks = np.empty(n, dtype=np.int64)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        batch = ev.inputs[start:stop]
+        if stop - start < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - len(batch), batch.shape[1]), batch.dtype)])
+        scores = np.asarray(score_fn(batch))[: stop - start]
+        expected = ev.num_items + 1
+        if scores.shape[-1] != expected:
+            raise ValueError(f"score_fn returned {scores.shape[-1]} columns, expected num_items + 1 = {expected}")
+        exclude = history_mask_rows(ev.history_indptr, ev.history_items, start, stop) if exclude_history else None
+        ranks[start:stop] = target_ranks(scores, ev.targets[start:stop], exclude)
+    out = metrics_from_ranks(ranks, ks)
+    out["users"] = int(n)
+    out["protocol"] = "exclude_history" if exclude_history else "all_items"
+    return out
+
+
+def evaluate_model(model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256, scorer=None):
+    """`evaluate_ranking` for a `SASRec`/`FAME` model (scores the newest position only)."""
+    scorer = scorer or model.scorer()
+    return evaluate_ranking(
+        lambda x: scorer.predict_on_batch(x)["scores"],
+        evaluation_set,
+        ks=ks,
+        exclude_history=exclude_history,
+        batch_size=batch_size,
+    )

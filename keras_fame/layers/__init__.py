@@ -1,0 +1,8 @@
+"""Building blocks: registered, backend-agnostic Keras layers."""
+
+from keras_fame.layers.facet_gated_head import FacetGatedHead
+from keras_fame.layers.item_embedding import ItemEmbedding
+from keras_fame.layers.item_scores import ItemScores
+from keras_fame.layers.last_position import LastPosition
+from keras_fame.layers.moe_query_attention import MoEQueryAttention
+from keras_fame.layers.transformer_block import TransformerBlock

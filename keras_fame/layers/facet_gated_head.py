@@ -1,0 +1,148 @@
+import keras
+from keras import ops
+
+from keras_fame.layers.item_scores import mask_padding_scores, score_items
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class FacetGatedHead(keras.layers.Layer):
+    """Facet-aware multi-head prediction with a softmax gate over heads.
+
+    Implements FAME's prediction layer (Eq. 7-11). Each head's sub-embedding
+    goes through ONE feed-forward network shared by all heads,
+    `F^(h) = LayerNorm(f^(h) + Dropout(FFN'(f^(h))))`, `FFN'`: `d' -> d' -> d'`
+    with ReLU. Items get per-head sub-embeddings from the one shared table,
+    `x_v^(h) = x_v W_f^(h)` with `W_f^(h)` of shape `[d, d']`. The gate is
+    `g = softmax([F^(1) | ... | F^(H)] W_g + b_g)` and the score
+    `P(v) = sum_h g^(h) x_v^(h) . F^(h)` (Eq. 11).
+
+    The score is computed as ONE contraction of width `d = H d'`: the gated
+    stack `[g^(1) F^(1) | ... | g^(H) F^(H)]` against the stacked projected
+    table `[x_v W_f^(1) | ... | x_v W_f^(H)]`, the same cost as SASRec's
+    `x_v . F`; no `H` separate `[batch, items]` score tensors are formed.
+    The LayerNorm (over `d'`) is shared by the heads like `FFN'`.
+
+    The padding column (item 0) gets a large negative score so it is never
+    ranked or predicted.
+
+    Args:
+        num_heads: int, `H`.
+        head_dim: int, `d'`.
+        dropout: float, on the FFN' branch.
+        layer_norm_epsilon: float.
+        kernel_initializer: initializer of all kernels.
+
+    Call arguments:
+        features: `[..., num_heads, head_dim]`, per-head sub-embeddings `f^(h)`
+            (any leading dims, e.g. `[batch, seq]` or `[batch]`).
+        item_table: `[num_items + 1, num_heads * head_dim]`, the item embeddings.
+        return_gates: bool, also return `g`, `[..., num_heads]`.
+        return_head_scores: bool, also return each head's own scores
+            `x_v^(h) . F^(h)`, `[..., num_heads, num_items + 1]` (for
+            explanations, e.g. the paper's Fig. 7; costs `H` times more).
+        training: bool.
+
+    Returns:
+        scores `[..., num_items + 1]`; with the flags, a tuple
+        `(scores, gates)` or `(scores, gates, head_scores)`.
+
+    Example:
+    >>> head = FacetGatedHead(num_heads=2, head_dim=4)
+    >>> head(ops.ones((3, 2, 4)), ops.ones((11, 8))).shape
+    (3, 11)
+
+    Reference:
+        Liu, Zhang, Long. Facet-Aware Multi-Head Mixture-of-Experts Model for
+        Sequential Recommendation (2025), §4.2.3.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        head_dim,
+        dropout=0.0,
+        layer_norm_epsilon=1e-8,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.head_dim = int(head_dim)
+        self.dropout = float(dropout)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))
+        self.ffn_inner = keras.layers.Dense(self.head_dim, activation="relu", kernel_initializer=init(), name="ffn_inner")
+        self.ffn_outer = keras.layers.Dense(self.head_dim, kernel_initializer=init(), name="ffn_outer")
+        self.ffn_dropout = keras.layers.Dropout(self.dropout)
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm")
+
+    def build(self, features_shape, item_table_shape=None):
+        H, e = self.num_heads, self.head_dim
+        d = H * e
+        if item_table_shape is not None and item_table_shape[-1] not in (None, d):
+            raise ValueError(f"item table width {item_table_shape[-1]} != num_heads * head_dim = {d}")
+        head_shape = (None, e)
+        self.ffn_inner.build(head_shape)
+        self.ffn_outer.build(head_shape)
+        self.ffn_norm.build(head_shape)
+        self.item_projection = self.add_weight(
+            name="item_projection", shape=(d, H, e), initializer=self.kernel_initializer
+        )
+        self.gate_kernel = self.add_weight(name="gate_kernel", shape=(H, e, H), initializer=self.kernel_initializer)
+        self.gate_bias = self.add_weight(name="gate_bias", shape=(H,), initializer="zeros")
+
+    def facets(self, features, training=None):
+        """`F^(h)` (Eq. 7), `[..., H, d']`."""
+        ffn = self.ffn_outer(self.ffn_inner(features))
+        return self.ffn_norm(features + self.ffn_dropout(ffn, training=training))
+
+    def gates(self, facets):
+        """`g` (Eq. 10), `[..., H]`; `facets` is `F` from `facets()`."""
+        H, e = self.num_heads, self.head_dim
+        stacked = ops.reshape(facets, (*ops.shape(facets)[:-2], H * e))  # [F^(1) | ... | F^(H)]
+        logits = ops.matmul(stacked, ops.reshape(self.gate_kernel, (H * e, H))) + self.gate_bias
+        return ops.softmax(logits, axis=-1)
+
+    def projected_items(self, item_table):
+        """`[x_v W_f^(1) | ... | x_v W_f^(H)]` for every item (Eq. 8), `[num_items + 1, H d']`."""
+        d = self.num_heads * self.head_dim
+        return ops.matmul(item_table, ops.reshape(self.item_projection, (d, d)))
+
+    def call(self, features, item_table, return_gates=False, return_head_scores=False, training=None):
+        facets = self.facets(features, training=training)
+        gates = self.gates(facets)
+        H, e = self.num_heads, self.head_dim
+        lead = ops.shape(facets)[:-2]
+        gated = ops.reshape(facets * gates[..., None], (*lead, H * e))  # [g1 F^(1) | ... | gH F^(H)]
+        items = self.projected_items(item_table)  # [V + 1, H d']
+        # One matmul of width d = H d' against the stacked projected table.
+        scores = mask_padding_scores(score_items(gated, items))
+        if not (return_gates or return_head_scores):
+            return scores
+        outputs = (scores, gates)
+        if return_head_scores:
+            per_head = ops.einsum("nhe,vhe->nhv", ops.reshape(facets, (-1, H, e)), ops.reshape(items, (-1, H, e)))
+            outputs += (mask_padding_scores(ops.reshape(per_head, (*lead, H, -1))),)
+        return outputs
+
+    def compute_output_spec(self, features, item_table, return_gates=False, return_head_scores=False, training=None):
+        lead = tuple(features.shape[:-2])
+        num_rows = item_table.shape[0]
+        scores = keras.KerasTensor(lead + (num_rows,), dtype=self.compute_dtype)
+        if not (return_gates or return_head_scores):
+            return scores
+        outputs = (scores, keras.KerasTensor(lead + (self.num_heads,), dtype=self.compute_dtype))
+        if return_head_scores:
+            outputs += (keras.KerasTensor(lead + (self.num_heads, num_rows), dtype=self.compute_dtype),)
+        return outputs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "dropout": self.dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }

@@ -1,0 +1,116 @@
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class ItemEmbedding(keras.layers.Layer):
+    """Embeds a left-padded item-id sequence: item + learned position (§3.2).
+
+    `E_i = Dropout(LayerNorm(x_{s_i} + p_i))`, zeroed at padded positions.
+    Sequences longer than `max_len` keep their most recent `max_len` items.
+    Positions are counted from the right: the newest item is always position
+    `max_len - 1`, whatever the width of the batch, so a batch cut to its
+    longest row (length bucketing) embeds exactly as the full-width batch.
+    Ids outside `1..num_items` are treated as padding, so a bad id never
+    becomes an out-of-range gather (which JAX would silently clamp).
+
+    The item table (`item_embeddings`, `[num_items + 1, hidden_dim]`, row 0 =
+    padding) is shared with the output layer (Eq. 6): the layer returns it,
+    so a functional model can route it to its scoring layer. The LayerNorm
+    on the input (as in BERT and RecBole's SASRec) is our choice; the paper
+    names only the dropout.
+
+    Args:
+        num_items: int, `|V|`; ids are `1..num_items`.
+        hidden_dim: int, `d`.
+        max_len: int, `L`, the longest sequence.
+        dropout: float, on the embedded sequence.
+        layer_norm_epsilon: float.
+        embeddings_initializer: initializer for both tables.
+
+    Call arguments:
+        item_ids: int tensor `[batch, seq]`, 0 = padding.
+        training: bool.
+
+    Returns:
+        A tuple `(embedded, item_table, padding_mask)`: `[batch, seq', d]`,
+        `[num_items + 1, d]` and bool `[batch, seq']` (true at real items),
+        where `seq' = min(seq, max_len)`.
+
+    Example:
+    >>> layer = ItemEmbedding(num_items=10, hidden_dim=4, max_len=5)
+    >>> embedded, table, mask = layer(ops.convert_to_tensor([[0, 3, 7]]))
+    >>> embedded.shape, table.shape, mask.shape
+    ((1, 3, 4), (11, 4), (1, 3))
+    """
+
+    def __init__(
+        self,
+        num_items,
+        hidden_dim,
+        max_len,
+        dropout=0.0,
+        layer_norm_epsilon=1e-8,
+        embeddings_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_items = int(num_items)
+        self.hidden_dim = int(hidden_dim)
+        self.max_len = int(max_len)
+        self.dropout = float(dropout)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
+        )
+        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="norm")
+        self.embedding_dropout = keras.layers.Dropout(self.dropout)
+
+    def build(self, input_shape):
+        init = lambda: keras.initializers.get(keras.initializers.serialize(self.embeddings_initializer))
+        self.item_embeddings = self.add_weight(
+            name="item_embeddings", shape=(self.num_items + 1, self.hidden_dim), initializer=init()
+        )
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings", shape=(self.max_len, self.hidden_dim), initializer=init()
+        )
+        self.norm.build((None, None, self.hidden_dim))
+
+    def call(self, item_ids, training=None):
+        item_ids = sanitize_item_ids(item_ids, self.num_items)[:, -self.max_len :]
+        padding_mask = item_ids > 0
+        width = ops.shape(item_ids)[1]
+        positions = ops.arange(self.max_len - width, self.max_len, dtype="int32")
+        embedded = ops.take(self.item_embeddings, item_ids, axis=0)
+        embedded = embedded + ops.take(self.position_embeddings, positions, axis=0)[None]
+        embedded = self.embedding_dropout(self.norm(embedded), training=training)
+        embedded = embedded * ops.cast(padding_mask, embedded.dtype)[..., None]
+        return embedded, ops.convert_to_tensor(self.item_embeddings), padding_mask
+
+    def compute_output_spec(self, item_ids, training=None):
+        batch, seq = item_ids.shape
+        if seq is not None:
+            seq = min(seq, self.max_len)
+        return (
+            keras.KerasTensor((batch, seq, self.hidden_dim), dtype=self.compute_dtype),
+            keras.KerasTensor((self.num_items + 1, self.hidden_dim), dtype=self.variable_dtype),
+            keras.KerasTensor((batch, seq), dtype="bool"),
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_items": self.num_items,
+            "hidden_dim": self.hidden_dim,
+            "max_len": self.max_len,
+            "dropout": self.dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+        }
+
+
+def sanitize_item_ids(item_ids, num_items):
+    """Maps ids outside `1..num_items` to padding (0), as int32."""
+    item_ids = ops.cast(item_ids, "int32")
+    valid = ops.logical_and(item_ids > 0, item_ids <= num_items)
+    return ops.where(valid, item_ids, ops.zeros_like(item_ids))

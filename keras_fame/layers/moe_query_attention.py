@@ -1,0 +1,155 @@
+import math
+
+import keras
+from keras import ops
+
+# Large negative, finite: a fully masked row (a padded query at the left of a
+# left-padded sequence) then gives a uniform softmax instead of NaN.
+_MASK_VALUE = -1e9
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class MoEQueryAttention(keras.layers.Layer):
+    """Causal multi-head self-attention with a mixture of query experts per head.
+
+    Implements FAME's MoE attention (Eq. 12-17). In head `h`, keys and values
+    are shared by the head's experts, `k_j = x_j W_K^(h)`, `v_j = x_j W_V^(h)`;
+    each of the `N` experts has its own query projection
+    `q_i(n) = x_i W_Q(n)^(h)` and attends causally:
+    `alpha_ij(n) = softmax_j(q_i(n) . k_j / sqrt(d'))`,
+    `f_i(n) = sum_j alpha_ij(n) v_j`. A router per head weighs the experts,
+    `beta_i = softmax([f_i(1) | ... | f_i(N)] W_exp^(h))` with
+    `W_exp^(h)` of shape `[N d', N]`, and `f_i^(h) = sum_n beta_i(n) f_i(n)`.
+    (Eq. 17's prose says "expert query vectors"; its formula sums the
+    outputs `f`, which is what is done here.)
+
+    With `num_experts=1` the router weight is exactly 1 and this is ordinary
+    per-head scaled dot-product attention; the SASRec blocks use it that way.
+    Heads are NOT merged by an output projection: the result is the per-head
+    sub-embeddings.
+
+    Keys at padded positions are masked. Query rows that are themselves
+    padding produce finite values that callers mask out.
+
+    Args:
+        num_heads: int, `H`.
+        head_dim: int, `d'`.
+        num_experts: int, `N` query experts per head.
+        dropout: float, dropout on the attention weights.
+        use_bias: bool, biases on the Q/K/V projections.
+        kernel_initializer: initializer of all kernels.
+
+    Call arguments:
+        inputs: `[batch, seq, d]`.
+        padding_mask: optional bool/int `[batch, seq]`, true at real items.
+        return_router_weights: bool, also return `beta`.
+        training: bool.
+
+    Returns:
+        `[batch, seq, num_heads, head_dim]`, and with
+        `return_router_weights=True` also `[batch, seq, num_heads, num_experts]`.
+
+    Example:
+    >>> layer = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=3)
+    >>> layer(ops.ones((1, 5, 8))).shape
+    (1, 5, 2, 4)
+
+    Reference:
+        Liu, Zhang, Long. Facet-Aware Multi-Head Mixture-of-Experts Model for
+        Sequential Recommendation (2025), §4.3.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        head_dim,
+        num_experts=1,
+        dropout=0.0,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.head_dim = int(head_dim)
+        self.num_experts = int(num_experts)
+        self.dropout = float(dropout)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.attention_dropout = keras.layers.Dropout(self.dropout)
+
+    def build(self, inputs_shape, padding_mask_shape=None):
+        d = inputs_shape[-1]
+        H, N, e = self.num_heads, self.num_experts, self.head_dim
+        self.query_kernel = self.add_weight(
+            name="query_kernel", shape=(d, H, N, e), initializer=self.kernel_initializer
+        )
+        self.key_kernel = self.add_weight(
+            name="key_kernel", shape=(d, H, e), initializer=self.kernel_initializer
+        )
+        self.value_kernel = self.add_weight(
+            name="value_kernel", shape=(d, H, e), initializer=self.kernel_initializer
+        )
+        if self.use_bias:
+            self.query_bias = self.add_weight(name="query_bias", shape=(H, N, e), initializer="zeros")
+            self.key_bias = self.add_weight(name="key_bias", shape=(H, e), initializer="zeros")
+            self.value_bias = self.add_weight(name="value_bias", shape=(H, e), initializer="zeros")
+        if N > 1:
+            self.router_kernel = self.add_weight(
+                name="router_kernel", shape=(H, N * e, N), initializer=self.kernel_initializer
+            )
+
+    def call(self, inputs, padding_mask=None, return_router_weights=False, training=None):
+        H, N, e = self.num_heads, self.num_experts, self.head_dim
+        queries = ops.einsum("btd,dhne->bthne", inputs, self.query_kernel)  # [b, t, H, N, e]
+        keys = ops.einsum("btd,dhe->bthe", inputs, self.key_kernel)  # [b, t, H, e]
+        values = ops.einsum("btd,dhe->bthe", inputs, self.value_kernel)
+        if self.use_bias:
+            queries = queries + self.query_bias
+            keys = keys + self.key_bias
+            values = values + self.value_bias
+
+        logits = ops.einsum("bihne,bjhe->bhnij", queries, keys) / math.sqrt(e)
+        seq = ops.shape(inputs)[1]
+        positions = ops.arange(seq)
+        allowed = positions[None, :] <= positions[:, None]  # [t_query, t_key], causal
+        allowed = allowed[None, None, None]
+        if padding_mask is not None:
+            key_ok = ops.cast(padding_mask, "bool")[:, None, None, None, :]
+            allowed = ops.logical_and(allowed, key_ok)
+        logits = ops.where(allowed, logits, ops.cast(_MASK_VALUE, logits.dtype))
+        weights = ops.softmax(logits, axis=-1)  # [b, H, N, t, t]
+        weights = self.attention_dropout(weights, training=training)
+        expert_outputs = ops.einsum("bhnij,bjhe->bihne", weights, values)  # [b, t, H, N, e]
+
+        if N == 1:
+            outputs = expert_outputs[:, :, :, 0, :]
+            router = ops.ones_like(expert_outputs[..., 0])
+        else:
+            stacked = ops.reshape(expert_outputs, (-1, seq, H, N * e))
+            router = ops.softmax(ops.einsum("bthc,hcn->bthn", stacked, self.router_kernel), axis=-1)
+            outputs = ops.einsum("bthn,bthne->bthe", router, expert_outputs)
+        if return_router_weights:
+            return outputs, router
+        return outputs
+
+    def compute_output_shape(self, inputs_shape, padding_mask_shape=None):
+        return tuple(inputs_shape[:-1]) + (self.num_heads, self.head_dim)
+
+    def compute_output_spec(self, inputs, padding_mask=None, return_router_weights=False, training=None):
+        shape = tuple(inputs.shape[:-1])
+        out = keras.KerasTensor(shape + (self.num_heads, self.head_dim), dtype=self.compute_dtype)
+        if return_router_weights:
+            return out, keras.KerasTensor(shape + (self.num_heads, self.num_experts), dtype=self.compute_dtype)
+        return out
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "num_experts": self.num_experts,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }

@@ -1,0 +1,107 @@
+import keras
+from keras import ops
+
+from keras_fame.layers.moe_query_attention import MoEQueryAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class TransformerBlock(keras.layers.Layer):
+    """A SASRec self-attention block (§3.2, Eq. 1-5), post-LayerNorm.
+
+    `h = LayerNorm(x + Dropout(MHA(x)))`, then
+    `F = LayerNorm(h + Dropout(FFN(h)))` with `FFN(h) = ReLU(h W_1 + b_1) W_2 + b_2`.
+    The attention is `MoEQueryAttention` with one expert (ordinary causal
+    multi-head attention) whose heads are concatenated, as in the original
+    SASRec (no output projection), so that FAME's transplant (§4.4.2) can
+    copy `W_Q`, `W_K`, `W_V` straight into its MoE block. Outputs at padded
+    positions are zeroed.
+
+    Args:
+        hidden_dim: int, `d`.
+        num_heads: int, `H`; `d` must be divisible by it.
+        intermediate_dim: int, FFN inner width (the paper: `d`).
+        dropout: float, on the residual branches and attention weights.
+        layer_norm_epsilon: float.
+        kernel_initializer: initializer of all kernels.
+
+    Call arguments:
+        inputs: `[batch, seq, hidden_dim]`.
+        padding_mask: bool `[batch, seq]`, true at real items.
+        training: bool.
+
+    Returns:
+        `[batch, seq, hidden_dim]`.
+
+    Example:
+    >>> block = TransformerBlock(hidden_dim=8, num_heads=2)
+    >>> block(ops.ones((1, 5, 8)), ops.ones((1, 5), "bool")).shape
+    (1, 5, 8)
+    """
+
+    def __init__(
+        self,
+        hidden_dim,
+        num_heads,
+        intermediate_dim=None,
+        dropout=0.0,
+        layer_norm_epsilon=1e-8,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
+        self.hidden_dim = int(hidden_dim)
+        self.num_heads = int(num_heads)
+        self.intermediate_dim = int(intermediate_dim or hidden_dim)
+        self.dropout = float(dropout)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))
+        self.attention = MoEQueryAttention(
+            num_heads=self.num_heads,
+            head_dim=self.hidden_dim // self.num_heads,
+            num_experts=1,
+            dropout=self.dropout,
+            kernel_initializer=init(),
+            name="attention",
+        )
+        self.attention_dropout = keras.layers.Dropout(self.dropout)
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm")
+        self.ffn_inner = keras.layers.Dense(
+            self.intermediate_dim, activation="relu", kernel_initializer=init(), name="ffn_inner"
+        )
+        self.ffn_outer = keras.layers.Dense(self.hidden_dim, kernel_initializer=init(), name="ffn_outer")
+        self.ffn_dropout = keras.layers.Dropout(self.dropout)
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm")
+
+    def build(self, inputs_shape, padding_mask_shape=None):
+        self.attention.build(inputs_shape)
+        self.attention_norm.build(inputs_shape)
+        self.ffn_inner.build(inputs_shape)
+        self.ffn_outer.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.ffn_norm.build(inputs_shape)
+
+    def call(self, inputs, padding_mask=None, training=None):
+        heads = self.attention(inputs, padding_mask=padding_mask, training=training)
+        attended = ops.reshape(heads, ops.shape(inputs))
+        h = self.attention_norm(inputs + self.attention_dropout(attended, training=training))
+        ffn = self.ffn_outer(self.ffn_inner(h))
+        out = self.ffn_norm(h + self.ffn_dropout(ffn, training=training))
+        if padding_mask is not None:
+            out = out * ops.cast(padding_mask, out.dtype)[..., None]
+        return out
+
+    def compute_output_shape(self, inputs_shape, padding_mask_shape=None):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }

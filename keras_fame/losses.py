@@ -1,0 +1,36 @@
+"""The training loss: full-softmax cross-entropy over all items (Eq. 18)."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
+    """Softmax cross-entropy over every item, averaged over non-padded positions.
+
+    `-log softmax(r_t)[target_t]` for each position whose target is not 0
+    (padding), averaged over those positions in the batch (Eq. 18), so short
+    and long sequences weigh by their number of (prefix, next item) pairs.
+
+    Call arguments:
+        y_true: int `[batch, seq]` next-item targets, 0 = padding.
+        y_pred: `[batch, seq, num_items + 1]` scores (logits).
+
+    Returns:
+        A scalar.
+
+    Example:
+    >>> loss = MaskedSoftmaxCrossEntropy()
+    >>> float(loss(ops.convert_to_tensor([[0, 2]]), ops.zeros((1, 2, 4))))  # log(4)
+    1.386...
+    """
+
+    def __init__(self, name="masked_softmax_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        valid = ops.cast(y_true > 0, "float32")
+        per_position = ops.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
+        # A scalar: the default reduction then divides by 1.
+        return ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)

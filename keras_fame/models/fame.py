@@ -1,0 +1,189 @@
+import keras
+import numpy as np
+
+from keras_fame.layers import FacetGatedHead, MoEQueryAttention
+from keras_fame.models.sequential_recommender import SequentialRecommender
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class FAME(SequentialRecommender):
+    """FAME: SASRec whose last block is replaced by facet-aware MoE heads.
+
+    The first `num_blocks - 1` blocks are SASRec's. The last one is
+    `MoEQueryAttention` (Eq. 12-17: per head, `num_experts` query experts,
+    shared keys/values, a router) whose per-head outputs `f^(h)` get a
+    residual with the head's slice of the block input and a LayerNorm over
+    `d'` (the paper leaves this part implicit; see `FAME_SPEC.md`), then
+    `FacetGatedHead` (Eq. 7-11): a shared `FFN'`, per-head item projections
+    and a softmax gate over heads, scored as one matmul against the item
+    table. `num_experts=1` is FAME w/o MoE; `num_heads=1, num_experts=1`
+    is SASRec up to the extra `W_f` projection.
+
+    Train it from scratch or, as the paper does (§4.4.2), from a trained
+    SASRec with `FAME.from_sasrec`.
+
+    Args:
+        num_items: int, `|V|`; ids `1..num_items`, 0 = padding.
+        hidden_dim: int, `d`; divisible by `num_heads`.
+        num_heads: int, `H` (facets); also the heads of the earlier blocks.
+        num_experts: int, `N` query experts per head.
+        num_blocks: int, `B`, counting the MoE block.
+        max_len: int, `L`.
+        dropout: float, on embeddings, residual branches and attention.
+        intermediate_dim: int, FFN inner width of the earlier blocks.
+        layer_norm_epsilon: float.
+
+    Call arguments:
+        item_ids: int32 `[batch, seq]`, left-padded, oldest first.
+
+    Returns:
+        Scores `[batch, min(seq, max_len), num_items + 1]` (logits).
+
+    Example:
+    >>> model = FAME(num_items=100, hidden_dim=16, num_heads=2, num_experts=3, max_len=10)
+    >>> model(np.ones((2, 10), "int32")).shape
+    (2, 10, 101)
+    >>> model.recommend([[3, 5, 7]], k=5)["head_weights"].shape
+    (1, 2)
+
+    Reference:
+        Liu, Zhang, Long. Facet-Aware Multi-Head Mixture-of-Experts Model for
+        Sequential Recommendation (2025).
+    """
+
+    def __init__(
+        self,
+        num_items,
+        hidden_dim=64,
+        num_heads=4,
+        num_experts=8,
+        num_blocks=2,
+        max_len=50,
+        dropout=0.2,
+        intermediate_dim=None,
+        layer_norm_epsilon=1e-8,
+        heads=None,
+        experts=None,
+        **kwargs,
+    ):
+        # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
+        num_heads = heads if heads is not None else num_heads
+        num_experts = experts if experts is not None else num_experts
+        if num_blocks < 1:
+            raise ValueError(f"num_blocks={num_blocks}: FAME needs at least the MoE block")
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
+        head_dim = hidden_dim // num_heads
+
+        # === Layers ===
+        self.item_embedding = self._make_embedding(num_items, hidden_dim, max_len, dropout, layer_norm_epsilon)
+        self.transformer_blocks = self._make_blocks(
+            num_blocks - 1, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon
+        )
+        self.moe_attention = MoEQueryAttention(
+            num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="moe_attention"
+        )
+        self.split_heads = keras.layers.Reshape((-1, num_heads, head_dim), name="split_heads")
+        self.moe_dropout = keras.layers.Dropout(dropout, name="moe_dropout")
+        self.moe_residual = keras.layers.Add(name="moe_residual")
+        self.moe_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="moe_norm")
+        self.facet_head = FacetGatedHead(
+            num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
+            name="facet_head",
+        )
+
+        # === Functional model ===
+        item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
+        x, item_table, padding_mask = self._embed_and_encode(item_ids, num_blocks - 1)
+        heads_out = self.moe_attention(x, padding_mask=padding_mask)  # [batch, seq, H, d']
+        features = self.moe_norm(self.moe_residual([self.split_heads(x), self.moe_dropout(heads_out)]))
+        scores = self.facet_head(features, item_table)
+        super().__init__(inputs=item_ids, outputs=scores, **kwargs)
+        self._set_head(features, item_table, self.facet_head)
+
+        # === Config ===
+        self.num_items = int(num_items)
+        self.hidden_dim = int(hidden_dim)
+        self.num_heads = int(num_heads)
+        self.num_experts = int(num_experts)
+        self.num_blocks = int(num_blocks)
+        self.max_len = int(max_len)
+        self.dropout = float(dropout)
+        self.intermediate_dim = int(intermediate_dim or hidden_dim)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_items": self.num_items,
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "num_experts": self.num_experts,
+            "num_blocks": self.num_blocks,
+            "max_len": self.max_len,
+            "dropout": self.dropout,
+            "intermediate_dim": self.intermediate_dim,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @classmethod
+    def from_sasrec(cls, sasrec, num_heads=None, num_experts=8, dropout=None, query_noise=0.01, seed=0, **kwargs):
+        """Builds FAME from a trained SASRec, as the paper's pipeline (§4.4.2).
+
+        Copied: the item and position embeddings (and the input LayerNorm),
+        the first `B - 1` blocks, and the last block's `W_K`, `W_V` (with
+        biases). Every expert's `W_Q` starts from SASRec's `W_Q` plus
+        Gaussian noise of std `query_noise` times the std of `W_Q`, so the
+        experts differ. `FFN'`, `W_f`, the gate, the routers and the MoE
+        LayerNorm are fresh. `num_heads` may differ from SASRec's: `W_Q`,
+        `W_K`, `W_V` are `[d, d]` matrices whose columns are regrouped.
+
+        Args:
+            sasrec: a built `SASRec`.
+            num_heads: FAME's `H`; default SASRec's.
+            num_experts: `N`.
+            dropout: default SASRec's.
+            query_noise: relative std of the noise on the copied `W_Q`.
+            seed: for the noise.
+            **kwargs: passed to the constructor (e.g. `name`).
+
+        Returns:
+            A `FAME` with the copied weights.
+        """
+        num_heads = num_heads or sasrec.num_heads
+        fame = cls(
+            num_items=sasrec.num_items,
+            hidden_dim=sasrec.hidden_dim,
+            num_heads=num_heads,
+            num_experts=num_experts,
+            num_blocks=sasrec.num_blocks,
+            max_len=sasrec.max_len,
+            dropout=sasrec.dropout if dropout is None else dropout,
+            intermediate_dim=sasrec.intermediate_dim,
+            layer_norm_epsilon=sasrec.layer_norm_epsilon,
+            **kwargs,
+        )
+        fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())
+        for src, dst in zip(sasrec.transformer_blocks[:-1], fame.transformer_blocks):
+            dst.set_weights(src.get_weights())
+
+        src = sasrec.transformer_blocks[-1].attention
+        dst = fame.moe_attention
+        d, H, e = fame.hidden_dim, fame.num_heads, fame.hidden_dim // fame.num_heads
+        rng = np.random.default_rng(seed)
+        query = np.asarray(src.query_kernel).reshape(d, H, 1, e)
+        noise = rng.normal(0.0, query_noise * float(query.std()), size=(d, H, fame.num_experts, e))
+        dst.query_kernel.assign((np.repeat(query, fame.num_experts, axis=2) + noise).astype("float32"))
+        dst.key_kernel.assign(np.asarray(src.key_kernel).reshape(d, H, e))
+        dst.value_kernel.assign(np.asarray(src.value_kernel).reshape(d, H, e))
+        if src.use_bias and dst.use_bias:
+            query_bias = np.asarray(src.query_bias).reshape(H, 1, e)
+            dst.query_bias.assign(np.repeat(query_bias, fame.num_experts, axis=1))
+            dst.key_bias.assign(np.asarray(src.key_bias).reshape(H, e))
+            dst.value_bias.assign(np.asarray(src.value_bias).reshape(H, e))
+        return fame

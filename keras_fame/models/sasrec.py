@@ -1,0 +1,95 @@
+import keras
+
+from keras_fame.layers import ItemScores
+from keras_fame.models.sequential_recommender import SequentialRecommender
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class SASRec(SequentialRecommender):
+    """SASRec, the self-attentive sequential recommender FAME builds on (§3.2).
+
+    A functional model: shared item embedding (0 = padding) + learned
+    positions, `num_blocks` causal post-LayerNorm transformer blocks, and
+    scores `x_v . F_t` against the same item table (Eq. 6) for every
+    position. Trained with full-softmax cross-entropy over all items on
+    every non-padded position (`compile()` defaults to that and Adam 1e-3).
+
+    Args:
+        num_items: int, `|V|`; ids `1..num_items`, 0 = padding.
+        hidden_dim: int, `d`.
+        num_blocks: int, `B`.
+        num_heads: int, attention heads per block.
+        max_len: int, `L`; longer inputs keep their newest `L` items.
+        dropout: float, on embeddings, residual branches and attention.
+        intermediate_dim: int, FFN inner width; default `hidden_dim` (Eq. 5).
+        layer_norm_epsilon: float.
+
+    Call arguments:
+        item_ids: int32 `[batch, seq]`, left-padded, oldest first.
+
+    Returns:
+        Scores `[batch, min(seq, max_len), num_items + 1]` (logits; column 0
+        is padding and never wins).
+
+    Example:
+    >>> model = SASRec(num_items=100, hidden_dim=16, max_len=10)
+    >>> model(np.ones((2, 10), "int32")).shape
+    (2, 10, 101)
+
+    Reference:
+        Kang, McAuley. Self-Attentive Sequential Recommendation (ICDM 2018).
+    """
+
+    def __init__(
+        self,
+        num_items,
+        hidden_dim=64,
+        num_blocks=2,
+        num_heads=1,
+        max_len=50,
+        dropout=0.2,
+        intermediate_dim=None,
+        layer_norm_epsilon=1e-8,
+        **kwargs,
+    ):
+        # === Layers ===
+        self.item_embedding = self._make_embedding(num_items, hidden_dim, max_len, dropout, layer_norm_epsilon)
+        self.transformer_blocks = self._make_blocks(
+            num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon
+        )
+        self.item_scores = ItemScores(name="item_scores")
+
+        # === Functional model ===
+        item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
+        features, item_table, _ = self._embed_and_encode(item_ids, num_blocks)
+        scores = self.item_scores(features, item_table)
+        super().__init__(inputs=item_ids, outputs=scores, **kwargs)
+        self._set_head(features, item_table, self.item_scores)
+
+        # === Config ===
+        self.num_items = int(num_items)
+        self.hidden_dim = int(hidden_dim)
+        self.num_blocks = int(num_blocks)
+        self.num_heads = int(num_heads)
+        self.max_len = int(max_len)
+        self.dropout = float(dropout)
+        self.intermediate_dim = int(intermediate_dim or hidden_dim)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_items": self.num_items,
+            "hidden_dim": self.hidden_dim,
+            "num_blocks": self.num_blocks,
+            "num_heads": self.num_heads,
+            "max_len": self.max_len,
+            "dropout": self.dropout,
+            "intermediate_dim": self.intermediate_dim,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

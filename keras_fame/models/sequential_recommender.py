@@ -1,0 +1,175 @@
+"""What SASRec and FAME share: the functional skeleton, scoring and inference."""
+
+import keras
+import numpy as np
+
+from keras_fame.data.split import pad_left
+from keras_fame.layers import ItemEmbedding, LastPosition, TransformerBlock
+from keras_fame.losses import MaskedSoftmaxCrossEntropy
+
+
+class SequentialRecommender(keras.Model):
+    """Base of the functional next-item models (not registered on its own).
+
+    Subclasses build, in `__init__`, a graph from `item_ids` (int32
+    `[batch, seq]`, left-padded, oldest first) to scores
+    `[batch, seq, num_items + 1]` for every position (what `fit` trains),
+    and call `_set_head(features, item_table, head)`, naming the symbolic
+    tensors the scoring head reads, so that `scorer()` can score only the
+    newest position.
+    """
+
+    def _embed_and_encode(self, item_ids, num_blocks):
+        """Shared embedding + the first `num_blocks` SASRec blocks (symbolic)."""
+        x, item_table, padding_mask = self.item_embedding(item_ids)
+        for block in self.transformer_blocks[:num_blocks]:
+            x = block(x, padding_mask=padding_mask)
+        return x, item_table, padding_mask
+
+    def _set_head(self, features, item_table, head):
+        # Plain tuple of KerasTensors: rebuilt by __init__ on deserialisation.
+        object.__setattr__(self, "_head_wiring", (features, item_table, head))
+
+    def _make_blocks(self, count, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon):
+        return [
+            TransformerBlock(
+                hidden_dim=hidden_dim,
+                num_heads=num_heads,
+                intermediate_dim=intermediate_dim,
+                dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon,
+                name=f"transformer_block_{i}",
+            )
+            for i in range(count)
+        ]
+
+    def _make_embedding(self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon):
+        return ItemEmbedding(
+            num_items=num_items,
+            hidden_dim=hidden_dim,
+            max_len=max_len,
+            dropout=dropout,
+            layer_norm_epsilon=layer_norm_epsilon,
+            name="item_embedding",
+        )
+
+    def compile(self, optimizer=None, loss=None, **kwargs):
+        """`Model.compile` with the paper's defaults: Adam(1e-3, 0.9, 0.999), full-softmax CE."""
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999)
+        if loss is None:
+            loss = MaskedSoftmaxCrossEntropy()
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def scorer(self, explain=False):
+        """A functional model scoring only the newest position of each row.
+
+        Shares this model's layers (and so its weights). Its input is
+        `item_ids` `[batch, seq]`; its output a dict with `scores`
+        `[batch, num_items + 1]` (padding column at `PADDING_SCORE`), and for
+        FAME `head_weights` `[batch, heads]`, and with `explain=True` also
+        `head_scores` `[batch, heads, num_items + 1]`.
+        """
+        features, item_table, head = self._head_wiring
+        last = LastPosition(name="last_position")(features)
+        outputs = _NewestPositionHead(head, explain, name="scorer_head")(last, item_table)
+        return keras.Model(self.inputs, outputs, name=f"{self.name}_scorer")
+
+    def recommend(self, histories, k=10, exclude_seen=True, explain=False, batch_size=256):
+        """Top-k next items for raw item-id histories of any length.
+
+        Args:
+            histories: a list of sequences of item ids (oldest first, any
+                length; longer than `max_len` keeps the most recent items), or
+                an int array `[users, seq]` left-padded with 0.
+            k: how many items to return.
+            exclude_seen: leave out items already in each history (the whole
+                history, not only the last `max_len`).
+            explain: FAME only: also each head's own top-k.
+            batch_size: rows scored at once.
+
+        Returns:
+            A dict of numpy arrays: `item_ids` `[users, k]`, `scores`
+            `[users, k]`; for FAME `head_weights` `[users, heads]`, and with
+            `explain=True`, `head_item_ids` / `head_scores` `[users, heads, k]`.
+
+        Raises:
+            ValueError: for ids outside `1..num_items` (0 only as padding in
+                an array), or `k` larger than the number of items.
+        """
+        from keras_fame.evaluation.ranking import history_mask_rows, top_k
+
+        inputs, hist_indptr, hist_items = _histories_to_arrays(histories, self.num_items, self.max_len)
+        if not 1 <= k <= self.num_items:
+            raise ValueError(f"k={k} must be between 1 and num_items={self.num_items}")
+        scorer = self.scorer(explain=explain)
+        results = {}
+        for start in range(0, len(inputs), batch_size):
+            stop = min(start + batch_size, len(inputs))
+            out = {n: np.asarray(v) for n, v in scorer.predict_on_batch(inputs[start:stop]).items()}
+            scores = out.pop("scores").astype(np.float64)
+            if exclude_seen:
+                rows, cols = history_mask_rows(hist_indptr, hist_items, start, stop)
+                scores[rows, cols] = -np.inf
+            batch = {}
+            batch["item_ids"], batch["scores"] = top_k(scores, k)
+            if "head_weights" in out:
+                batch["head_weights"] = out["head_weights"]
+            if "head_scores" in out:
+                head_scores = out["head_scores"].astype(np.float64)
+                if exclude_seen:
+                    head_scores[rows, :, cols] = -np.inf
+                batch["head_item_ids"], batch["head_scores"] = top_k(head_scores, k)
+            for name, value in batch.items():
+                results.setdefault(name, []).append(value)
+        return {name: np.concatenate(parts) for name, parts in results.items()}
+
+
+class _NewestPositionHead(keras.layers.Layer):
+    """Runs a model's scoring head with the scorer's outputs (not saved, not registered).
+
+    Keras requires a layer to return the same output structure on every
+    symbolic call, and the training graph calls the head for scores only;
+    this wrapper calls `head.call` directly, sharing its weights.
+    """
+
+    def __init__(self, head, explain, **kwargs):
+        super().__init__(**kwargs)
+        self.head = head
+        self.explain = explain
+
+    def call(self, features, item_table):
+        if not hasattr(self.head, "gates"):
+            return {"scores": self.head.call(features, item_table)}
+        outputs = self.head.call(
+            features, item_table, return_gates=True, return_head_scores=self.explain, training=False
+        )
+        names = ("scores", "head_weights", "head_scores")
+        return dict(zip(names, outputs))
+
+
+def _histories_to_arrays(histories, num_items, max_len):
+    if isinstance(histories, np.ndarray):
+        if histories.ndim != 2:
+            raise ValueError(f"a history array must be 2-D [users, seq], got shape {histories.shape}")
+        arr = histories.astype(np.int64)
+        bad = (arr < 0) | (arr > num_items)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"histories[{r}, {c}] = {arr[r, c]} is not an item id in 0..{num_items}")
+        lengths = np.count_nonzero(arr, axis=1)
+        flat = arr[arr != 0]
+        # Non-zero entries in row order: the full history of each row.
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        return pad_left(flat, indptr[:-1], indptr[1:], max_len), indptr, flat
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    if len(lengths) == 0:
+        raise ValueError("no histories given")
+    flat = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
+    bad = np.flatnonzero((flat < 1) | (flat > num_items))
+    if len(bad):
+        indptr = np.cumsum(lengths)
+        row = int(np.searchsorted(indptr, bad[0], side="right"))
+        raise ValueError(f"history {row} holds {flat[bad[0]]}, not an item id in 1..{num_items}")
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    return pad_left(flat, indptr[:-1], indptr[1:], max_len), indptr, flat

@@ -1,0 +1,58 @@
+import numpy as np
+
+from keras_fame.layers import FacetGatedHead
+from keras_fame.layers.item_scores import PADDING_SCORE
+from keras_fame.testing import run_layer_test
+
+
+def _inputs(seed=0, lead=(3, 5), heads=2, head_dim=4, items=11):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=lead + (heads, head_dim)).astype("float32")
+    table = rng.normal(size=(items, heads * head_dim)).astype("float32")
+    return features, table
+
+
+def test_layer_contract():
+    features, table = _inputs()
+    run_layer_test(
+        FacetGatedHead,
+        {"num_heads": 2, "head_dim": 4, "dropout": 0.1},
+        (features, table),
+        expected_output_shape=(3, 5, 11),
+        # FFN' (2 kernels + 2 biases), LayerNorm (2), W_f, gate kernel + bias
+        expected_num_trainable_weights=9,
+    )
+
+
+def test_one_matmul_equals_explicit_gated_sum():
+    features, table = _inputs(seed=1, heads=3, head_dim=4)
+    head = FacetGatedHead(num_heads=3, head_dim=4)
+    scores, gates, head_scores = head(features, table, return_gates=True, return_head_scores=True)
+    scores, gates, head_scores = map(np.asarray, (scores, gates, head_scores))
+    facets = np.asarray(head.facets(features))
+    w_f = np.asarray(head.item_projection)  # [d, H, d']
+    explicit = np.zeros(scores.shape)
+    for h in range(3):
+        x_h = table @ w_f[:, h, :]  # x_v^(h), [V, d']
+        per_head = facets[..., h, :] @ x_h.T
+        np.testing.assert_allclose(head_scores[..., h, 1:], per_head[..., 1:], rtol=1e-4, atol=1e-4)
+        explicit += gates[..., h : h + 1] * per_head
+    np.testing.assert_allclose(scores[..., 1:], explicit[..., 1:], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-6)
+    assert (scores[..., 0] == PADDING_SCORE).all()
+
+
+def test_gate_is_softmax_of_concatenated_facets():
+    features, table = _inputs(seed=2)
+    head = FacetGatedHead(num_heads=2, head_dim=4)
+    _, gates = head(features, table, return_gates=True)
+    facets = np.asarray(head.facets(features)).reshape(3, 5, 8)
+    logits = facets @ np.asarray(head.gate_kernel).reshape(8, 2) + np.asarray(head.gate_bias)
+    expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(gates), expected, rtol=1e-5)
+
+
+def test_any_leading_shape():
+    features, table = _inputs(lead=(7,))
+    head = FacetGatedHead(num_heads=2, head_dim=4)
+    assert tuple(head(features, table).shape) == (7, 11)

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from keras_fame.layers import MoEQueryAttention
+from keras_fame.testing import run_layer_test
+
+
+def _numpy_attention(x, mask, wq, bq, wk, bk, wv, bv):
+    """Plain causal per-head attention, one query projection per head."""
+    q = np.einsum("btd,dhe->bthe", x, wq) + bq
+    k = np.einsum("btd,dhe->bthe", x, wk) + bk
+    v = np.einsum("btd,dhe->bthe", x, wv) + bv
+    logits = np.einsum("bihe,bjhe->bhij", q, k) / np.sqrt(q.shape[-1])
+    t = x.shape[1]
+    allowed = np.tril(np.ones((t, t), bool))[None, None] & mask[:, None, None, :]
+    logits = np.where(allowed, logits, -1e9)
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    return np.einsum("bhij,bjhe->bihe", w, v)
+
+
+def _inputs(batch=3, seq=6, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, seq, d)).astype("float32")
+    mask = np.ones((batch, seq), bool)
+    mask[0, :2] = False  # left padding
+    return x, mask
+
+
+def test_layer_contract():
+    x, mask = _inputs()
+    run_layer_test(
+        MoEQueryAttention,
+        {"num_heads": 2, "head_dim": 4, "num_experts": 3, "dropout": 0.1},
+        (x, mask),
+        expected_output_shape=(3, 6, 2, 4),
+        # query/key/value kernels + biases, router
+        expected_num_trainable_weights=7,
+    )
+
+
+def test_one_expert_is_plain_attention():
+    x, mask = _inputs()
+    layer = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=1)
+    out, router = layer(x, mask, return_router_weights=True)
+    w = {v.path.split("/")[-1]: np.asarray(v) for v in layer.weights}
+    expected = _numpy_attention(
+        x, mask, w["query_kernel"][:, :, 0], w["query_bias"][:, 0], w["key_kernel"], w["key_bias"],
+        w["value_kernel"], w["value_bias"],
+    )
+    real = mask[..., None, None]
+    np.testing.assert_allclose(np.where(real, out, 0), np.where(real, expected, 0), atol=1e-5)
+    np.testing.assert_allclose(router, 1.0)
+
+
+def test_experts_mix_their_attention_outputs():
+    # With N experts, the output is the router-weighted sum of N plain attentions.
+    x, mask = _inputs(seed=1)
+    layer = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=3)
+    out, router = layer(x, mask, return_router_weights=True)
+    router = np.asarray(router)
+    np.testing.assert_allclose(router.sum(-1), 1.0, atol=1e-6)
+    assert router.min() >= 0
+    w = {v.path.split("/")[-1]: np.asarray(v) for v in layer.weights}
+    per_expert = np.stack(
+        [
+            _numpy_attention(
+                x, mask, w["query_kernel"][:, :, n], w["query_bias"][:, n], w["key_kernel"], w["key_bias"],
+                w["value_kernel"], w["value_bias"],
+            )
+            for n in range(3)
+        ],
+        axis=3,
+    )  # [b, t, H, N, e]
+    stacked = per_expert.reshape(*per_expert.shape[:3], -1)
+    logits = np.einsum("bthc,hcn->bthn", stacked, w["router_kernel"])
+    beta = np.exp(logits - logits.max(-1, keepdims=True))
+    beta /= beta.sum(-1, keepdims=True)
+    expected = np.einsum("bthn,bthne->bthe", beta, per_expert)
+    real = mask[..., None, None]
+    np.testing.assert_allclose(np.where(real, out, 0), np.where(real, expected, 0), atol=1e-5)
+    np.testing.assert_allclose(np.where(real, router, 0), np.where(real, beta, 0), atol=1e-5)
+
+
+@pytest.mark.parametrize("num_experts", [1, 4])
+def test_causal_and_padding(num_experts):
+    x, mask = _inputs(seed=2)
+    layer = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=num_experts)
+    base = np.asarray(layer(x, mask))
+    changed = x.copy()
+    changed[:, 4] += 5.0  # a later item
+    out = np.asarray(layer(changed, mask))
+    # Real (non-padded) earlier positions are untouched; padded query rows
+    # carry no meaning and are masked by the callers.
+    real = mask[:, :4, None, None]
+    np.testing.assert_allclose(np.where(real, out[:, :4], 0), np.where(real, base[:, :4], 0), atol=1e-5)
+    assert not np.allclose(out[:, 4:], base[:, 4:])
+    # Whatever sits at a padded position is never attended to.
+    junk = x.copy()
+    junk[0, :2] = 100.0
+    np.testing.assert_allclose(np.asarray(layer(junk, mask))[0, 2:], base[0, 2:], atol=1e-5)
