@@ -100,6 +100,8 @@ class FacetGatedHead(keras.layers.Layer):
     def gates(self, facets):
         """`g` (Eq. 10), `[..., H]`; `facets` is `F` from `facets()`."""
         H, e = self.num_heads, self.head_dim
+        if H == 1:
+            return ops.ones_like(facets[..., 0, :1])
         stacked = ops.reshape(facets, (*ops.shape(facets)[:-2], H * e))  # [F^(1) | ... | F^(H)]
         logits = ops.matmul(stacked, ops.reshape(self.gate_kernel, (H * e, H))) + self.gate_bias
         return ops.softmax(logits, axis=-1)

@@ -29,7 +29,7 @@ class MoEQueryAttention(keras.layers.Layer):
     sub-embeddings.
 
     Keys at padded positions are masked. Query rows that are themselves
-    padding produce finite values that callers mask out.
+    padding produce finite (causal) values that callers mask out.
 
     Args:
         num_heads: int, `H`.
@@ -112,12 +112,14 @@ class MoEQueryAttention(keras.layers.Layer):
         logits = ops.einsum("bihne,bjhe->bhnij", queries, keys) / math.sqrt(e)
         seq = ops.shape(inputs)[1]
         positions = ops.arange(seq)
-        allowed = positions[None, :] <= positions[:, None]  # [t_query, t_key], causal
-        allowed = allowed[None, None, None]
         if padding_mask is not None:
             key_ok = ops.cast(padding_mask, "bool")[:, None, None, None, :]
-            allowed = ops.logical_and(allowed, key_ok)
-        logits = ops.where(allowed, logits, ops.cast(_MASK_VALUE, logits.dtype))
+            logits = ops.where(key_ok, logits, ops.cast(_MASK_VALUE, logits.dtype))
+        # Future keys get an even lower value: a padded query row (all its
+        # keys are padding) then still attends only to the past, so every
+        # position, padded or not, is causal.
+        causal = (positions[None, :] <= positions[:, None])[None, None, None]  # [.., t_query, t_key]
+        logits = ops.where(causal, logits, ops.cast(2 * _MASK_VALUE, logits.dtype))
         weights = ops.softmax(logits, axis=-1)  # [b, H, N, t, t]
         weights = self.attention_dropout(weights, training=training)
         expert_outputs = ops.einsum("bhnij,bjhe->bihne", weights, values)  # [b, t, H, N, e]

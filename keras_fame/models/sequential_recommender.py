@@ -61,6 +61,14 @@ class SequentialRecommender(keras.Model):
             loss = MaskedSoftmaxCrossEntropy()
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
+    def compile_from_config(self, config):
+        # Restores the compiled state of a saved model (Keras skips this for
+        # models that override `compile`).
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def scorer(self, explain=False):
         """A functional model scoring only the newest position of each row.
 

@@ -1,0 +1,30 @@
+# Two entry points (see README): `make train` and `make test`.
+# Each creates/refreshes .venv from the project's own files (requirements-lock.txt + pyproject.toml).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: train train-beauty test venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## Train SASRec -> FAME on Amazon Toys and print the test numbers beside the paper's.
+train: $(STAMP)
+	$(PY) examples/train_toys.py $(ARGS)
+
+train-beauty: $(STAMP)
+	$(PY) examples/train_beauty.py $(ARGS)
+
+## Run the whole test suite (real-data tests need ../shared/data or FAME_DATA_DIR).
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,60 @@
+import numpy as np
+
+from keras_fame.data import from_lists, leave_one_out, pad_left
+from keras_fame.data.synthetic import planted_facets
+
+
+def _brute_force(sequences, max_len):
+    train_x, train_y, val, test = [], [], [], []
+
+    def left(seq):
+        seq = list(seq)[-max_len:]
+        return [0] * (max_len - len(seq)) + seq
+
+    for s in sequences:
+        t = s[:-2]
+        if len(t) >= 2:
+            train_x.append(left(t[:-1]))
+            train_y.append(left(t[1:]))
+        val.append((left(s[:-2]), s[-2], s[:-2]))
+        test.append((left(s[:-1]), s[-1], s[:-1]))
+    return train_x, train_y, val, test
+
+
+def test_leave_one_out_equals_brute_force():
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 50, size=rng.integers(3, 15)).tolist() for _ in range(40)]
+    split = leave_one_out(from_lists(sequences), max_len=6)
+    train_x, train_y, val, test = _brute_force(sequences, 6)
+    assert split.train_inputs.tolist() == train_x
+    assert split.train_targets.tolist() == train_y
+    for ev, expected in ((split.validation, val), (split.test, test)):
+        assert ev.inputs.tolist() == [e[0] for e in expected]
+        assert ev.targets.tolist() == [e[1] for e in expected]
+        for u, (_, _, history) in enumerate(expected):
+            got = ev.history_items[ev.history_indptr[u] : ev.history_indptr[u + 1]]
+            assert got.tolist() == history  # full history, not truncated
+    assert split.num_train_positions == sum(min(len(s) - 3, 6) for s in sequences if len(s) >= 4)
+
+
+def test_pad_left_keeps_the_newest():
+    items = np.arange(1, 11)
+    out = pad_left(items, [0, 5, 7], [5, 7, 7], 3)
+    assert out.tolist() == [[3, 4, 5], [0, 6, 7], [0, 0, 0]]
+
+
+def test_evaluation_subset():
+    split = leave_one_out(from_lists([[1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11, 12]]), max_len=4)
+    sub = split.test.subset([2, 0])
+    assert sub.targets.tolist() == [12, 3]
+    assert sub.history_items.tolist() == [8, 9, 10, 11, 1, 2]
+
+
+def test_planted_facets_follow_one_facet():
+    data, facts = planted_facets(num_users=300, noise=0.0, seed=3)
+    colour, shape = facts["item_colour"], facts["item_shape"]
+    for u in range(data.num_users):
+        seq = data.sequence(u)
+        followed = colour if facts["user_facet"][u] == 0 else shape
+        assert len(set(followed[seq].tolist())) <= 2  # two favourites in the followed facet
+    assert data.items.min() >= 1 and data.items.max() <= data.num_items

@@ -1,0 +1,147 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fame import FAME, SASRec
+from keras_fame.data import TrainingBatches, from_lists, leave_one_out
+from keras_fame.losses import MaskedSoftmaxCrossEntropy
+
+
+def _ids(seed=0, batch=4, seq=7, items=30):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, items + 1, size=(batch, seq)).astype("int32")
+    ids[0, :3] = 0
+    ids[1, :5] = 0
+    return ids
+
+
+def _layer_norm(x, gamma, beta, eps):
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def test_keras_fame_fame_signature():
+    model = FAME(100, heads=4, experts=8)
+    assert (model.num_heads, model.num_experts, model.hidden_dim, model.num_blocks, model.max_len) == (4, 8, 64, 2, 50)
+
+
+def test_single_head_single_expert_matches_hand_computation():
+    model = FAME(30, hidden_dim=8, num_heads=1, num_experts=1, num_blocks=1, max_len=7, dropout=0.0)
+    ids = _ids()
+    scores = np.asarray(model(ids))
+    w = {v.path: np.asarray(v) for v in model.weights}
+    get = lambda suffix: next(val for path, val in w.items() if path.endswith(suffix))
+    eps = model.layer_norm_epsilon
+
+    # Embedding: LayerNorm(item + position), zeroed at padding.
+    x = get("item_embeddings")[ids] + get("position_embeddings")[None]
+    x = _layer_norm(x, get("item_embedding/norm/gamma"), get("item_embedding/norm/beta"), eps)
+    mask = ids > 0
+    x = x * mask[..., None]
+    # One head, one expert: plain causal attention.
+    q = x @ get("query_kernel").reshape(8, 8) + get("query_bias").reshape(8)
+    k = x @ get("key_kernel").reshape(8, 8) + get("key_bias").reshape(8)
+    v = x @ get("value_kernel").reshape(8, 8) + get("value_bias").reshape(8)
+    logits = q @ k.transpose(0, 2, 1) / np.sqrt(8)
+    allowed = np.tril(np.ones((7, 7), bool))[None] & mask[:, None, :]
+    logits = np.where(allowed, logits, -1e9)
+    att = np.exp(logits - logits.max(-1, keepdims=True))
+    att /= att.sum(-1, keepdims=True)
+    f = _layer_norm(x + att @ v, get("moe_norm/gamma"), get("moe_norm/beta"), eps)
+    # FFN' and its LayerNorm; a single head's gate is 1.
+    hidden = np.maximum(f @ get("ffn_inner/kernel") + get("ffn_inner/bias"), 0)
+    ffn = hidden @ get("ffn_outer/kernel") + get("ffn_outer/bias")
+    F = _layer_norm(f + ffn, get("ffn_norm/gamma"), get("ffn_norm/beta"), eps)
+    items = get("item_embeddings") @ get("item_projection").reshape(8, 8)
+    expected = F @ items.T
+    np.testing.assert_allclose(scores[..., 1:][mask], expected[..., 1:][mask], rtol=1e-4, atol=1e-4)
+
+
+def test_causality_and_bucketing_invariance():
+    model = FAME(30, hidden_dim=8, num_heads=2, num_experts=3, max_len=7)
+    ids = _ids(1)
+    base = np.asarray(model(ids))
+    changed = ids.copy()
+    changed[:, -1] = (changed[:, -1] % 30) + 1
+    np.testing.assert_allclose(np.asarray(model(changed))[:, :-1], base[:, :-1], atol=1e-5)
+    # Cutting leading all-padding columns (length bucketing) changes nothing.
+    assert not ids[:2, :3].any()  # rows 0 and 1 start with >= 3 padding columns
+    cropped = np.asarray(model(ids[:2, 3:]))
+    np.testing.assert_allclose(cropped, base[:2, 3:], atol=1e-5)
+    padded = np.concatenate([np.zeros((4, 0), "int32"), ids], axis=1)
+    np.testing.assert_allclose(np.asarray(model(padded)), base, atol=1e-6)
+
+
+def test_scorer_equals_last_position_and_gates_sum_to_one():
+    model = FAME(30, hidden_dim=8, num_heads=2, num_experts=3, max_len=7)
+    ids = _ids(2)
+    full = np.asarray(model(ids))[:, -1]
+    out = model.scorer(explain=True).predict_on_batch(ids)
+    np.testing.assert_allclose(out["scores"], full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["head_weights"].sum(-1), 1.0, atol=1e-6)
+    assert out["head_scores"].shape == (4, 2, 31)
+
+
+def test_recommend_helper():
+    model = FAME(30, hidden_dim=8, num_heads=2, num_experts=2, max_len=5)
+    histories = [[3, 4, 5, 6, 7, 8, 9, 10], [1], [2, 2, 2]]
+    out = model.recommend(histories, k=5, explain=True)
+    assert out["item_ids"].shape == (3, 5) and out["head_item_ids"].shape == (3, 2, 5)
+    for row, history in enumerate(histories):
+        assert not set(out["item_ids"][row]) & set(history)  # the whole history, not only the last max_len
+        assert 0 not in out["item_ids"][row]
+        assert np.all(np.diff(out["scores"][row]) <= 0)
+    kept = model.recommend(histories, k=30, exclude_seen=False)
+    assert sorted(kept["item_ids"][0].tolist()) == list(range(1, 31))
+    with pytest.raises(ValueError, match="not an item id"):
+        model.recommend([[1, 31]])
+    with pytest.raises(ValueError, match="k=31"):
+        model.recommend([[1]], k=31)
+
+
+def test_from_sasrec_copies_weights():
+    sasrec = SASRec(30, hidden_dim=8, num_heads=2, num_blocks=2, max_len=7)
+    sasrec(_ids())
+    fame = FAME.from_sasrec(sasrec, num_experts=3, query_noise=0.01)
+    for a, b in zip(sasrec.item_embedding.get_weights(), fame.item_embedding.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(sasrec.transformer_blocks[0].get_weights(), fame.transformer_blocks[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    src, dst = sasrec.transformer_blocks[1].attention, fame.moe_attention
+    np.testing.assert_array_equal(np.asarray(src.key_kernel), np.asarray(dst.key_kernel))
+    np.testing.assert_array_equal(np.asarray(src.value_kernel), np.asarray(dst.value_kernel))
+    q_src = np.asarray(src.query_kernel)  # [d, H, 1, d']
+    q_dst = np.asarray(dst.query_kernel)  # [d, H, N, d']
+    for n in range(3):
+        np.testing.assert_allclose(q_dst[:, :, n], q_src[:, :, 0], atol=0.05 * q_src.std() + 1e-6)
+    assert not np.allclose(q_dst[:, :, 0], q_dst[:, :, 1])  # experts differ
+
+
+def test_fit_and_keras_round_trip(tmp_path):
+    data = from_lists([[1, 2, 3, 4, 5, 6], [2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3], [1, 3, 5, 7, 2, 4]])
+    split = leave_one_out(data, max_len=6)
+    model = FAME(data.num_items, hidden_dim=8, num_heads=2, num_experts=2, max_len=6)
+    model.compile()
+    history = model.fit(TrainingBatches(split.train_inputs, split.train_targets, batch_size=2), epochs=3, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    path = os.path.join(tmp_path, "fame.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(restored, FAME)
+    ids = split.test.inputs
+    np.testing.assert_array_equal(np.asarray(restored(ids)), np.asarray(model(ids)))
+    np.testing.assert_array_equal(
+        restored.recommend(ids, k=3)["item_ids"], model.recommend(ids, k=3)["item_ids"]
+    )
+
+
+def test_loss_is_mean_over_real_positions():
+    y_true = np.array([[0, 0, 2], [0, 1, 3]])
+    logits = np.random.default_rng(0).normal(size=(2, 3, 4)).astype("float32")
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.mean([log_softmax[0, 2, 2], log_softmax[1, 1, 1], log_softmax[1, 2, 3]])
+    got = float(MaskedSoftmaxCrossEntropy()(y_true, logits))
+    assert got == pytest.approx(expected, rel=1e-5)
