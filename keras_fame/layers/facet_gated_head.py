@@ -48,7 +48,7 @@ class FacetGatedHead(keras.layers.Layer):
 
     Example:
     >>> head = FacetGatedHead(num_heads=2, head_dim=4)
-    >>> head(ops.ones((3, 2, 4)), ops.ones((11, 8))).shape
+    >>> tuple(head(ops.ones((3, 2, 4)), ops.ones((11, 8))).shape)
     (3, 11)
 
     Reference:

@@ -40,7 +40,7 @@ class ItemEmbedding(keras.layers.Layer):
     Example:
     >>> layer = ItemEmbedding(num_items=10, hidden_dim=4, max_len=5)
     >>> embedded, table, mask = layer(ops.convert_to_tensor([[0, 3, 7]]))
-    >>> embedded.shape, table.shape, mask.shape
+    >>> tuple(embedded.shape), tuple(table.shape), tuple(mask.shape)
     ((1, 3, 4), (11, 4), (1, 3))
     """
 

@@ -39,7 +39,7 @@ class ItemScores(keras.layers.Layer):
         `[..., num_items + 1]` scores (logits).
 
     Example:
-    >>> ItemScores()(ops.ones((2, 3, 4)), ops.ones((11, 4))).shape
+    >>> tuple(ItemScores()(ops.ones((2, 3, 4)), ops.ones((11, 4))).shape)
     (2, 3, 11)
     """
 

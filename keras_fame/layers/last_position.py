@@ -8,7 +8,7 @@ class LastPosition(keras.layers.Layer):
     SASRec and FAME read the user's representation at the last item (§4.2.1).
 
     Example:
-    >>> LastPosition()(keras.ops.ones((2, 5, 3, 4))).shape
+    >>> tuple(LastPosition()(keras.ops.ones((2, 5, 3, 4))).shape)
     (2, 3, 4)
     """
 

@@ -51,7 +51,7 @@ class MoEQueryAttention(keras.layers.Layer):
 
     Example:
     >>> layer = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=3)
-    >>> layer(ops.ones((1, 5, 8))).shape
+    >>> tuple(layer(ops.ones((1, 5, 8))).shape)
     (1, 5, 2, 4)
 
     Reference:

@@ -34,7 +34,7 @@ class TransformerBlock(keras.layers.Layer):
 
     Example:
     >>> block = TransformerBlock(hidden_dim=8, num_heads=2)
-    >>> block(ops.ones((1, 5, 8)), ops.ones((1, 5), "bool")).shape
+    >>> tuple(block(ops.ones((1, 5, 8)), ops.ones((1, 5), "bool")).shape)
     (1, 5, 8)
     """
 

@@ -41,7 +41,7 @@ class FAME(SequentialRecommender):
 
     Example:
     >>> model = FAME(num_items=100, hidden_dim=16, num_heads=2, num_experts=3, max_len=10)
-    >>> model(np.ones((2, 10), "int32")).shape
+    >>> tuple(model(np.ones((2, 10), "int32")).shape)
     (2, 10, 101)
     >>> model.recommend([[3, 5, 7]], k=5)["head_weights"].shape
     (1, 2)

@@ -33,7 +33,7 @@ class SASRec(SequentialRecommender):
 
     Example:
     >>> model = SASRec(num_items=100, hidden_dim=16, max_len=10)
-    >>> model(np.ones((2, 10), "int32")).shape
+    >>> tuple(model(np.ones((2, 10), "int32")).shape)
     (2, 10, 101)
 
     Reference:
