@@ -10,8 +10,6 @@ as the full-width one, at a fraction of the cost of the `[batch, L, items]`
 logits. Few boundaries keep the number of compiled shapes small.
 """
 
-import math
-
 import keras
 import numpy as np
 
@@ -162,7 +160,3 @@ def make_tf_dataset(inputs, targets, batch_size=256, shuffle=True, seed=0, bucke
         window_size=batch_size,
     )
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def steps_per_epoch(num_rows, batch_size):
-    return math.ceil(num_rows / batch_size)

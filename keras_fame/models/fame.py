@@ -102,34 +102,17 @@ class FAME(SequentialRecommender):
         self._set_head(features, item_table, self.facet_head)
 
         # === Config ===
-        self.num_items = int(num_items)
-        self.hidden_dim = int(hidden_dim)
-        self.num_heads = int(num_heads)
-        self.num_experts = int(num_experts)
-        self.num_blocks = int(num_blocks)
-        self.max_len = int(max_len)
-        self.dropout = float(dropout)
-        self.intermediate_dim = int(intermediate_dim or hidden_dim)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_items": self.num_items,
-            "hidden_dim": self.hidden_dim,
-            "num_heads": self.num_heads,
-            "num_experts": self.num_experts,
-            "num_blocks": self.num_blocks,
-            "max_len": self.max_len,
-            "dropout": self.dropout,
-            "intermediate_dim": self.intermediate_dim,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self._set_config(
+            num_items=int(num_items),
+            hidden_dim=int(hidden_dim),
+            num_heads=int(num_heads),
+            num_experts=int(num_experts),
+            num_blocks=int(num_blocks),
+            max_len=int(max_len),
+            dropout=float(dropout),
+            intermediate_dim=int(intermediate_dim or hidden_dim),
+            layer_norm_epsilon=float(layer_norm_epsilon),
+        )
 
     @classmethod
     def from_sasrec(cls, sasrec, num_heads=None, num_experts=8, dropout=None, query_noise=0.01, seed=0, **kwargs):

@@ -67,29 +67,13 @@ class SASRec(SequentialRecommender):
         self._set_head(features, item_table, self.item_scores)
 
         # === Config ===
-        self.num_items = int(num_items)
-        self.hidden_dim = int(hidden_dim)
-        self.num_blocks = int(num_blocks)
-        self.num_heads = int(num_heads)
-        self.max_len = int(max_len)
-        self.dropout = float(dropout)
-        self.intermediate_dim = int(intermediate_dim or hidden_dim)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_items": self.num_items,
-            "hidden_dim": self.hidden_dim,
-            "num_blocks": self.num_blocks,
-            "num_heads": self.num_heads,
-            "max_len": self.max_len,
-            "dropout": self.dropout,
-            "intermediate_dim": self.intermediate_dim,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self._set_config(
+            num_items=int(num_items),
+            hidden_dim=int(hidden_dim),
+            num_blocks=int(num_blocks),
+            num_heads=int(num_heads),
+            max_len=int(max_len),
+            dropout=float(dropout),
+            intermediate_dim=int(intermediate_dim or hidden_dim),
+            layer_norm_epsilon=float(layer_norm_epsilon),
+        )

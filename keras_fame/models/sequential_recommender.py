@@ -30,6 +30,20 @@ class SequentialRecommender(keras.Model):
         # Plain tuple of KerasTensors: rebuilt by __init__ on deserialisation.
         object.__setattr__(self, "_head_wiring", (features, item_table, head))
 
+    def _set_config(self, **config):
+        """Stores constructor arguments as attributes; `get_config` returns them."""
+        for key, value in config.items():
+            setattr(self, key, value)
+        self._config_keys = tuple(config)
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        return {**config, **{key: getattr(self, key) for key in self._config_keys}}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def _make_blocks(self, count, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon):
         return [
             TransformerBlock(
@@ -121,6 +135,7 @@ class SequentialRecommender(keras.Model):
                 scores[rows, cols] = -np.inf
             batch = {}
             batch["item_ids"], batch["scores"] = top_k(scores, k)
+            batch["scores"] = batch["scores"].astype(np.float32)
             if "head_weights" in out:
                 batch["head_weights"] = out["head_weights"]
             if "head_scores" in out:
@@ -128,6 +143,7 @@ class SequentialRecommender(keras.Model):
                 if exclude_seen:
                     head_scores[rows, :, cols] = -np.inf
                 batch["head_item_ids"], batch["head_scores"] = top_k(head_scores, k)
+                batch["head_scores"] = batch["head_scores"].astype(np.float32)
             for name, value in batch.items():
                 results.setdefault(name, []).append(value)
         return {name: np.concatenate(parts) for name, parts in results.items()}
