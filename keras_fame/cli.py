@@ -50,6 +50,7 @@ def main(dataset, argv=None):
     parser.add_argument("--eval-every", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sasrec-only", action="store_true")
+    parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -84,5 +85,6 @@ def main(dataset, argv=None):
         seed=args.seed,
         verbose=args.verbose,
         skip_fame=args.sasrec_only,
+        sasrec_model=args.sasrec_model,
     )
     return 0

@@ -147,11 +147,13 @@ def run_pipeline(
     seed=0,
     verbose=1,
     skip_fame=False,
+    sasrec_model=None,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
-    Writes `sasrec.keras`, `fame.keras` and `results.json` to `output_dir`
-    and returns the results dict.
+    Writes `sasrec.keras`, `fame.keras` and `results.json` (rewritten after
+    each stage) to `output_dir` and returns the results dict. With
+    `sasrec_model` (a `.keras` path) the SASRec stage is loaded, not trained.
     """
     keras.utils.set_random_seed(seed)
     os.makedirs(output_dir, exist_ok=True)
@@ -178,22 +180,34 @@ def run_pipeline(
         "paper_fame": PAPER_FAME.get(dataset),
     }
 
-    sasrec = SASRec(
-        data.num_items,
-        hidden_dim=hidden_dim,
-        num_blocks=num_blocks,
-        num_heads=sasrec_heads or num_heads,
-        max_len=max_len,
-        dropout=dropout,
-    )
-    print(f"\n== SASRec on {dataset}: {data.num_users} users, {data.num_items} items ==")
-    results["sasrec"] = {
-        "training": fit_with_early_stopping(
-            sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose
+    def save_results():
+        with open(os.path.join(output_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+
+    if sasrec_model is not None:
+        sasrec = keras.saving.load_model(sasrec_model, safe_mode=True)
+        if sasrec.num_items != data.num_items or sasrec.max_len != max_len:
+            raise ValueError(f"{sasrec_model}: built for {sasrec.num_items} items / max_len {sasrec.max_len}")
+        results["sasrec"] = {"loaded_from": os.path.abspath(sasrec_model)}
+        results["config"].update(hidden_dim=sasrec.hidden_dim, num_blocks=sasrec.num_blocks, sasrec_heads=sasrec.num_heads)
+    else:
+        sasrec = SASRec(
+            data.num_items,
+            hidden_dim=hidden_dim,
+            num_blocks=num_blocks,
+            num_heads=sasrec_heads or num_heads,
+            max_len=max_len,
+            dropout=dropout,
         )
-    }
+        print(f"\n== SASRec on {dataset}: {data.num_users} users, {data.num_items} items ==")
+        results["sasrec"] = {
+            "training": fit_with_early_stopping(
+                sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose
+            )
+        }
+        sasrec.save(os.path.join(output_dir, "sasrec.keras"))
     results["sasrec"]["test"] = evaluate_test_set(sasrec, split)
-    sasrec.save(os.path.join(output_dir, "sasrec.keras"))
+    save_results()
     rows = {"SASRec (ours, exclude history)": results["sasrec"]["test"]["exclude_history"]}
 
     if not skip_fame:
@@ -206,12 +220,12 @@ def run_pipeline(
         }
         results["fame"]["test"] = evaluate_test_set(fame, split)
         fame.save(os.path.join(output_dir, "fame.keras"))
+        save_results()
         rows[f"FAME H={num_heads} N={num_experts} (exclude hist.)"] = results["fame"]["test"]["exclude_history"]
         rows[f"FAME H={num_heads} N={num_experts} (all items)"] = results["fame"]["test"]["all_items"]
 
     table = format_comparison(dataset, rows)
     results["table"] = table
     print("\nTest set, full ranking over all items (leave-one-out):\n" + table)
-    with open(os.path.join(output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    save_results()
     return results

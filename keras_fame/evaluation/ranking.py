@@ -74,11 +74,25 @@ def metrics_from_ranks(ranks, ks=DEFAULT_KS):
 
 
 def top_k(scores, k):
-    """Indices and values of the `k` largest entries along the last axis, best first."""
-    part = np.argpartition(-scores, k - 1, axis=-1)[..., :k]
-    values = np.take_along_axis(scores, part, axis=-1)
+    """Indices and values of the `k` largest entries along the last axis, best first.
+
+    Ties go to the lower index, as in `tf.math.top_k`, also at the k-th
+    place, so the result is fully determined by the scores.
+    """
+    scores = np.asarray(scores)
+    lead, width = scores.shape[:-1], scores.shape[-1]
+    flat = scores.reshape(-1, width)
+    kth = -np.partition(-flat, k - 1, axis=-1)[:, k - 1 : k]  # k-th largest value per row
+    above = flat > kth
+    ties = flat == kth
+    room = k - above.sum(axis=-1, keepdims=True)
+    chosen = above | (ties & (np.cumsum(ties, axis=-1) <= room))
+    index = np.nonzero(chosen)[1].reshape(-1, k)  # ascending ids, exactly k per row
+    values = np.take_along_axis(flat, index, axis=-1)
     order = np.argsort(-values, axis=-1, kind="stable")
-    return np.take_along_axis(part, order, axis=-1).astype(np.int32), np.take_along_axis(values, order, axis=-1)
+    index = np.take_along_axis(index, order, axis=-1)
+    values = np.take_along_axis(values, order, axis=-1)
+    return index.astype(np.int32).reshape(lead + (k,)), values.reshape(lead + (k,))
 
 
 def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256):

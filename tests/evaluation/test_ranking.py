@@ -105,3 +105,17 @@ def test_callback_feeds_early_stopping():
     assert len(history.history["val_ndcg@10"]) == 3
     assert [epoch for epoch, _ in evaluation.history] == [0, 1, 2]  # first, every 2nd, last
     assert stopper.best == max(history.history["val_ndcg@10"])
+
+
+def test_top_k_breaks_ties_by_lower_index():
+    from keras_fame.evaluation import top_k
+
+    scores = np.array([[0.0, 1.0, 1.0, 0.5, 1.0, 1.0], [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    ids, values = top_k(scores, 3)
+    assert ids.tolist() == [[1, 2, 4], [0, 1, 2]]
+    assert values.tolist() == [[1.0, 1.0, 1.0], [5.0, 4.0, 3.0]]
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(4, 3, 50))
+    ids, values = top_k(scores, 7)
+    expected = np.argsort(-scores, axis=-1, kind="stable")[..., :7]
+    assert (ids == expected).all()

@@ -1,0 +1,42 @@
+"""python -m keras_fame.export MODEL.keras BASE_DIR [--k 20] [--version N] [--keep-seen] [--no-explain]"""
+
+import argparse
+import os
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m keras_fame.export", description=__doc__)
+    parser.add_argument("model", help="a SASRec/FAME .keras file")
+    parser.add_argument("base_dir", help="TF Serving model base folder; the export goes to BASE_DIR/VERSION/")
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--version", type=int, default=None, help="default: next free integer")
+    parser.add_argument("--keep-seen", action="store_true", help="do not exclude the input items from the top-k")
+    parser.add_argument("--no-explain", action="store_true", help="FAME: omit the per-head 'explain' signature")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import keras
+
+    import keras_fame  # noqa: F401  (registers the classes)
+    from keras_fame.export import export_saved_model
+
+    if not os.path.isfile(args.model):
+        print(f"error: {args.model}: no such file", file=sys.stderr)
+        return 2
+    model = keras.saving.load_model(args.model, safe_mode=True)
+    try:
+        path = export_saved_model(
+            model, args.base_dir, k=args.k, version=args.version, exclude_seen=not args.keep_seen,
+            explain=not args.no_explain,
+        )
+    except (FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

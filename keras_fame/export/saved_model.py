@@ -1,0 +1,177 @@
+"""Export a trained SASRec/FAME as a TensorFlow SavedModel that TF Serving can serve.
+
+The export needs the TensorFlow backend (`KERAS_BACKEND=tensorflow`, the
+default); a model trained on JAX is exported by loading its `.keras` file in
+a TensorFlow-backend process (`python -m keras_fame.export`).
+
+Signature `serving_default`:
+    input  `item_ids`: int32 `[batch, any length]`, each user's history,
+           oldest first, 0 = padding (anywhere in the row).
+    output `item_ids`: int32 `[batch, k]`, best first.
+           `scores`: float32 `[batch, k]`, the model's scores (logits).
+           `head_weights`: float32 `[batch, heads]`, FAME only: the gate
+           over facets (the paper's case-study explanation).
+Signature `explain` (FAME, with `explain=True`): the above plus
+    `head_item_ids` int32 `[batch, heads, k]` and `head_scores` float32, each
+    head's own top-k.
+
+Inside the signature:
+- ids outside `1..num_items` are treated as padding (never a crash, never an
+  out-of-range gather);
+- the remaining items are packed to the right (so zeros may sit anywhere)
+  and only the most recent `max_len` are fed to the model;
+- with `exclude_seen` (default, as in the evaluation's `exclude_history`),
+  every item of the whole input row is left out of the top-k;
+- the padding id 0 is never returned (`k <= num_items` is required);
+- an all-padding row gets the model's ranking for an empty history: the
+  same list for every such row, computed from the weights alone (no
+  popularity prior is added).
+"""
+
+import os
+import re
+import shutil
+import tempfile
+
+import keras
+
+from keras_fame.layers.item_scores import PADDING_SCORE
+
+_VERSION_DIR = re.compile(r"^\d+$")
+
+
+def next_version(base_dir):
+    """One more than the largest integer version folder in `base_dir` (1 if none)."""
+    if not os.path.isdir(base_dir):
+        return 1
+    versions = [int(n) for n in os.listdir(base_dir) if _VERSION_DIR.match(n)]
+    return max(versions, default=0) + 1
+
+
+def serving_functions(model, k=20, exclude_seen=True):
+    """The TensorFlow functions behind the signatures (also used by the tests).
+
+    Returns:
+        `(serve, explain)`: `tf.function`s taking `item_ids`; `explain` is
+        None for SASRec.
+    """
+    import tensorflow as tf
+
+    num_items, max_len = model.num_items, model.max_len
+    if not 1 <= k <= num_items:
+        raise ValueError(f"k={k} must be between 1 and num_items={num_items}")
+    is_fame = hasattr(model, "num_experts")
+    scorer = model.scorer(explain=False)
+    explainer = model.scorer(explain=True) if is_fame else None
+    spec = tf.TensorSpec(shape=(None, None), dtype=tf.int32, name="item_ids")
+
+    def prepare(item_ids):
+        valid = (item_ids > 0) & (item_ids <= num_items)
+        ids = tf.where(valid, item_ids, tf.zeros_like(item_ids))
+        # Pack each row's valid items to the right, keep the newest max_len.
+        packed = tf.ragged.boolean_mask(ids, valid)
+        counts = tf.cast(packed.row_lengths(), tf.int32)  # [batch]
+        starts = tf.cast(packed.row_starts(), tf.int32)
+        column = tf.range(max_len, dtype=tf.int32)[None, :]
+        offset = counts[:, None] - max_len + column  # index within the row's valid items
+        source = starts[:, None] + tf.maximum(offset, 0)
+        flat = tf.concat([packed.flat_values, tf.zeros([1], tf.int32)], axis=0)
+        source = tf.minimum(source, tf.shape(flat)[0] - 1)
+        model_input = tf.where(offset >= 0, tf.gather(flat, source), tf.zeros_like(source))
+        batch = tf.shape(ids)[0]
+        if exclude_seen:
+            rows = tf.repeat(tf.range(batch), tf.shape(ids)[1])
+            cols = tf.reshape(ids, [-1])
+            seen = tf.scatter_nd(
+                tf.stack([rows, cols], axis=1), tf.ones_like(cols, tf.float32), tf.stack([batch, num_items + 1])
+            )
+        else:
+            seen = tf.zeros(tf.stack([batch, num_items + 1]))
+        return model_input, seen > 0
+
+    def rank(scores, seen):
+        # Seen items sink to PADDING_SCORE, the padding column below them.
+        scores = tf.where(seen, tf.cast(PADDING_SCORE, scores.dtype), scores)
+        is_padding = tf.equal(tf.range(num_items + 1), 0)
+        scores = tf.where(is_padding, tf.cast(2 * PADDING_SCORE, scores.dtype), scores)
+        values, indices = tf.math.top_k(scores, k=k)
+        return tf.cast(indices, tf.int32), tf.cast(values, tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def serve(item_ids):
+        model_input, seen = prepare(item_ids)
+        out = scorer(model_input, training=False)
+        top_ids, top_scores = rank(out["scores"], seen)
+        result = {"item_ids": top_ids, "scores": top_scores}
+        if is_fame:
+            result["head_weights"] = tf.cast(out["head_weights"], tf.float32)
+        return result
+
+    explain = None
+    if is_fame:
+
+        @tf.function(input_signature=[spec])
+        def explain(item_ids):
+            model_input, seen = prepare(item_ids)
+            out = explainer(model_input, training=False)
+            top_ids, top_scores = rank(out["scores"], seen)
+            head_ids, head_scores = rank(out["head_scores"], seen[:, None, :])
+            return {
+                "item_ids": top_ids,
+                "scores": top_scores,
+                "head_weights": tf.cast(out["head_weights"], tf.float32),
+                "head_item_ids": head_ids,
+                "head_scores": head_scores,
+            }
+
+    return serve, explain
+
+
+def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, explain=True):
+    """Writes `model` as a SavedModel to `<base_dir>/<version>/` (TF Serving's layout).
+
+    Written atomically: to a temporary folder beside the target, then
+    renamed. An existing version is never overwritten.
+
+    Args:
+        model: a `SASRec` or `FAME`.
+        base_dir: the model's base folder, as given to TF Serving.
+        k: items returned per row.
+        version: int; default one more than the largest existing version.
+        exclude_seen: leave each row's input items out of the top-k.
+        explain: FAME only: add the `explain` signature (per-head top-k).
+
+    Returns:
+        The version folder written.
+
+    Raises:
+        RuntimeError: if the Keras backend is not TensorFlow.
+        FileExistsError: if the version folder exists.
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "SavedModel export needs KERAS_BACKEND=tensorflow (found "
+            f"{keras.backend.backend()!r}): save the model as .keras and run "
+            "`python -m keras_fame.export model.keras OUT_DIR` in a TensorFlow-backend process"
+        )
+    version = next_version(base_dir) if version is None else int(version)
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target):
+        raise FileExistsError(f"{target} exists: choose another version (TF Serving versions never change)")
+    os.makedirs(base_dir, exist_ok=True)
+    serve, explain_fn = serving_functions(model, k=k, exclude_seen=exclude_seen)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serving_default", fn=serve)
+    if explain and explain_fn is not None:
+        archive.add_endpoint(name="explain", fn=explain_fn)
+    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=base_dir)
+    try:
+        archive.write_out(tmp, verbose=False)
+        if os.path.exists(target):
+            raise FileExistsError(f"{target} appeared during the export")
+        os.rename(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return target

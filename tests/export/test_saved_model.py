@@ -1,0 +1,183 @@
+"""The SavedModel as TF Serving uses it: no keras, no keras_fame, only TensorFlow."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+from keras_fame import FAME, SASRec  # noqa: E402
+from keras_fame.export import export_saved_model  # noqa: E402
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export needs the TF backend")
+
+NUM_ITEMS, MAX_LEN, K = 40, 6, 5
+
+# Rows of different lengths in one batch, right-filled with zeros; edge cases included.
+CASES = [
+    [3],
+    [1, 2, 3],
+    [4, 5, 6, 7, 8, 9],  # exactly max_len
+    [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21],  # longer: keep the newest 6
+    [-4, 7, 0, 41, 1000, 8],  # invalid ids are padding, zeros in the middle
+    [],  # all padding
+]
+
+
+def _batch(cases):
+    width = max(len(c) for c in cases) or 1
+    out = np.zeros((len(cases), width), np.int32)
+    for r, c in enumerate(cases):
+        out[r, : len(c)] = c
+    return out
+
+
+def _expected(model, cases, explain=False):
+    histories = [[i for i in c if 1 <= i <= NUM_ITEMS] for c in cases]
+    return model.recommend(histories, k=K, explain=explain)
+
+
+@pytest.fixture(scope="module")
+def fame():
+    keras.utils.set_random_seed(7)
+    return FAME(NUM_ITEMS, hidden_dim=8, num_heads=2, num_experts=3, max_len=MAX_LEN)
+
+
+@pytest.fixture(scope="module")
+def exported(fame, tmp_path_factory):
+    base = tmp_path_factory.mktemp("serving") / "fame"
+    return export_saved_model(fame, str(base), k=K)
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import importlib.abc, importlib.machinery, sys
+
+    class Refuse(importlib.abc.Loader):
+        def create_module(self, spec):
+            raise ImportError(spec.name + " is blocked: serving must not need it")
+
+        def exec_module(self, module):
+            pass
+
+    class Block(importlib.abc.MetaPathFinder):
+        # A spec with no origin: TensorFlow's own probe for keras sees "absent",
+        # and any real import of keras / keras_fame fails.
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in ("keras", "keras_fame"):
+                return importlib.machinery.ModuleSpec(name, Refuse())
+
+    sys.meta_path.insert(0, Block())
+    import numpy as np, tensorflow as tf
+    path, inputs, output = sys.argv[1:4]
+    loaded = tf.saved_model.load(path)
+    ids = np.load(inputs)
+    results = {}
+    for name in ("serving_default", "explain"):
+        out = loaded.signatures[name](item_ids=tf.constant(ids))
+        results.update({f"{name}/{k}": v.numpy() for k, v in out.items()})
+    np.savez(output, **results)
+    assert "keras" not in sys.modules and "keras_fame" not in sys.modules
+    try:
+        import keras
+    except ImportError:
+        pass
+    else:
+        raise AssertionError("the keras block did not hold")
+    """
+)
+
+
+def test_fresh_process_without_keras_gets_the_in_process_top_k(fame, exported, tmp_path):
+    inputs = tmp_path / "inputs.npy"
+    np.save(inputs, _batch(CASES))
+    output = tmp_path / "out.npz"
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, exported, str(inputs), str(output)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(output)
+    expected = _expected(fame, CASES, explain=True)
+    for signature in ("serving_default", "explain"):
+        np.testing.assert_array_equal(got[f"{signature}/item_ids"], expected["item_ids"])
+        np.testing.assert_allclose(got[f"{signature}/scores"], expected["scores"], atol=1e-5)
+        np.testing.assert_allclose(got[f"{signature}/head_weights"], expected["head_weights"], atol=1e-5)
+        assert got[f"{signature}/item_ids"].dtype == np.int32
+    np.testing.assert_array_equal(got["explain/head_item_ids"], expected["head_item_ids"])
+    np.testing.assert_allclose(got["explain/head_scores"], expected["head_scores"], atol=1e-5)
+    ids = got["serving_default/item_ids"]
+    assert (ids >= 1).all() and (ids <= NUM_ITEMS).all()  # padding never returned
+    for row, case in zip(ids, CASES):
+        assert not set(row.tolist()) & set(case)  # seen items excluded
+    # The all-padding row gets a defined ranking, the same for every empty row.
+    again = tf.saved_model.load(exported).signatures["serving_default"](item_ids=tf.zeros((2, 3), tf.int32))
+    assert (again["item_ids"].numpy() == ids[-1]).all()
+
+
+def test_longer_than_max_len_keeps_the_newest(exported):
+    serve = tf.saved_model.load(exported).signatures["serving_default"]
+    long = serve(item_ids=tf.constant([[1, 2, 3, 4, 5, 6, 7, 8]], tf.int32))
+    # Scores depend only on the newest 6; the exclusion uses the whole row.
+    short = serve(item_ids=tf.constant([[0, 0, 3, 4, 5, 6, 7, 8]], tf.int32))
+    short_scores = dict(zip(short["item_ids"].numpy()[0].tolist(), short["scores"].numpy()[0].tolist()))
+    for item, score in zip(long["item_ids"].numpy()[0].tolist(), long["scores"].numpy()[0].tolist()):
+        assert item not in (1, 2)
+        if item in short_scores:
+            assert score == pytest.approx(short_scores[item], abs=1e-6)
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.exists(cli):
+        pytest.skip("saved_model_cli not installed beside this Python")
+    shown = subprocess.run([cli, "show", "--dir", exported, "--all"], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    for needle in ("signature_def['serving_default']", "signature_def['explain']", "inputs['item_ids']",
+                   "outputs['item_ids']", "outputs['scores']", "outputs['head_weights']", "DT_INT32"):
+        assert needle in text, needle
+    outdir = tmp_path / "cli_out"
+    request = tmp_path / "request.npy"
+    np.save(request, np.array([[1, 2, 3]], np.int32))
+    ran = subprocess.run(
+        [cli, "run", "--dir", exported, "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"item_ids={request}", "--outdir", str(outdir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    served = tf.saved_model.load(exported).signatures["serving_default"](item_ids=tf.constant([[1, 2, 3]], tf.int32))
+    np.testing.assert_array_equal(np.load(outdir / "item_ids.npy"), served["item_ids"].numpy())
+
+
+def test_versions_are_atomic_and_never_overwritten(fame, tmp_path):
+    base = str(tmp_path / "m")
+    assert export_saved_model(fame, base, k=3) == os.path.join(base, "1")
+    assert export_saved_model(fame, base, k=3) == os.path.join(base, "2")
+    with pytest.raises(FileExistsError):
+        export_saved_model(fame, base, k=3, version=1)
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary folders left
+    with pytest.raises(ValueError, match="k=41"):
+        export_saved_model(fame, base, k=41)
+
+
+def test_sasrec_export_and_command_line(tmp_path):
+    model = SASRec(NUM_ITEMS, hidden_dim=8, max_len=MAX_LEN)
+    path = tmp_path / "sasrec.keras"
+    model.save(path)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_fame.export", str(path), str(tmp_path / "serve"), "--k", "4"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exported = proc.stdout.strip().splitlines()[-1]
+    assert exported == str(tmp_path / "serve" / "1")
+    out = tf.saved_model.load(exported).signatures["serving_default"](item_ids=tf.constant([[1, 2]], tf.int32))
+    assert set(out) == {"item_ids", "scores"}
+    np.testing.assert_array_equal(out["item_ids"].numpy(), model.recommend([[1, 2]], k=4)["item_ids"])
