@@ -32,9 +32,10 @@ def _row_lengths(inputs):
     return inputs.shape[1] - first
 
 
-def _bucket_width(length, buckets):
-    i = np.searchsorted(np.asarray(buckets), length, side="left")
-    return int(buckets[min(i, len(buckets) - 1)])
+def _normalize_buckets(buckets, max_len):
+    """Sorted, unique widths in `1..max_len` that always include `max_len`."""
+    widths = sorted({int(w) for w in (buckets or default_buckets(max_len)) if 0 < int(w) <= max_len} | {max_len})
+    return tuple(widths)
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -64,9 +65,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.targets = np.ascontiguousarray(targets, dtype=np.int32)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
-        self.buckets = tuple(buckets or default_buckets(inputs.shape[1]))
-        if max(self.buckets) < inputs.shape[1]:
-            self.buckets = self.buckets + (inputs.shape[1],)
+        self.buckets = _normalize_buckets(buckets, inputs.shape[1])
         self._rng = np.random.default_rng(seed)
         lengths = _row_lengths(self.inputs)
         self._bucket_of_row = np.searchsorted(np.asarray(self.buckets), lengths, side="left")
@@ -145,7 +144,7 @@ def make_tf_dataset(inputs, targets, batch_size=256, shuffle=True, seed=0, bucke
     inputs = np.asarray(inputs, dtype=np.int32)
     targets = np.asarray(targets, dtype=np.int32)
     max_len = inputs.shape[1]
-    buckets = tuple(buckets or default_buckets(max_len))
+    buckets = _normalize_buckets(buckets, max_len)
     widths = tf.constant(buckets, dtype=tf.int64)
     bucket_ids = np.searchsorted(np.asarray(buckets), _row_lengths(inputs), side="left")
 
