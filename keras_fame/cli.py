@@ -50,6 +50,10 @@ def main(dataset, argv=None):
     parser.add_argument("--eval-every", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sasrec-only", action="store_true")
+    parser.add_argument(
+        "--fame-warmup-epochs", type=int, default=0,
+        help="first train only FAME's fresh parts for this many epochs (not in the paper; default 0)",
+    )
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
@@ -86,5 +90,6 @@ def main(dataset, argv=None):
         verbose=args.verbose,
         skip_fame=args.sasrec_only,
         sasrec_model=args.sasrec_model,
+        fame_warmup_epochs=args.fame_warmup_epochs,
     )
     return 0

@@ -148,12 +148,15 @@ def run_pipeline(
     verbose=1,
     skip_fame=False,
     sasrec_model=None,
+    fame_warmup_epochs=0,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
     Writes `sasrec.keras`, `fame.keras` and `results.json` (rewritten after
     each stage) to `output_dir` and returns the results dict. With
     `sasrec_model` (a `.keras` path) the SASRec stage is loaded, not trained.
+    `fame_warmup_epochs > 0` first trains FAME's fresh parts alone (our
+    addition; the paper fine-tunes everything from the start).
     """
     keras.utils.set_random_seed(seed)
     os.makedirs(output_dir, exist_ok=True)
@@ -175,6 +178,7 @@ def run_pipeline(
             "batch_size": batch_size,
             "patience": patience,
             "seed": seed,
+            "fame_warmup_epochs": fame_warmup_epochs,
         },
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
@@ -212,12 +216,24 @@ def run_pipeline(
 
     if not skip_fame:
         fame = FAME.from_sasrec(sasrec, num_heads=num_heads, num_experts=num_experts, seed=seed)
-        print(f"\n== FAME (H={num_heads}, N={num_experts}) fine-tuned from SASRec ==")
-        results["fame"] = {
-            "training": fit_with_early_stopping(
-                fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose
+        results["fame"] = {}
+        if fame_warmup_epochs:
+            # Not in the paper: train only the fresh parts first, so their
+            # random start does not disturb the transplanted weights.
+            copied = [fame.item_embedding, *fame.transformer_blocks]
+            for layer in copied:
+                layer.trainable = False
+            print(f"\n== FAME warm-up: {fame_warmup_epochs} epochs with the transplanted layers frozen ==")
+            results["fame"]["warmup"] = fit_with_early_stopping(
+                fame, split, fame_warmup_epochs, batch_size, fame_warmup_epochs, every_n_epochs, learning_rate, seed,
+                verbose,
             )
-        }
+            for layer in copied:
+                layer.trainable = True
+        print(f"\n== FAME (H={num_heads}, N={num_experts}) fine-tuned from SASRec ==")
+        results["fame"]["training"] = fit_with_early_stopping(
+            fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose
+        )
         results["fame"]["test"] = evaluate_test_set(fame, split)
         fame.save(os.path.join(output_dir, "fame.keras"))
         save_results()
