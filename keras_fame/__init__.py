@@ -3,6 +3,7 @@
 from keras_fame import layers
 from keras_fame.data import leave_one_out, read_sequences
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model
+from keras_fame.export import export_saved_model
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
 from keras_fame.models import FAME, SASRec
 
