@@ -25,13 +25,16 @@ class FAME(SequentialRecommender):
     Args:
         num_items: int, `|V|`; ids `1..num_items`, 0 = padding.
         hidden_dim: int, `d`; divisible by `num_heads`.
-        num_heads: int, `H` (facets); also the heads of the earlier blocks.
+        num_heads: int, `H` (facets) of the MoE block.
         num_experts: int, `N` query experts per head.
         num_blocks: int, `B`, counting the MoE block.
         max_len: int, `L`.
         dropout: float, on embeddings, residual branches and attention.
         intermediate_dim: int, FFN inner width of the earlier blocks.
         layer_norm_epsilon: float.
+        block_heads: int, attention heads of the earlier SASRec blocks;
+            default `num_heads`. `from_sasrec` keeps SASRec's, so the copied
+            blocks compute exactly what they did in SASRec.
 
     Call arguments:
         item_ids: int32 `[batch, seq]`, left-padded, oldest first.
@@ -62,6 +65,7 @@ class FAME(SequentialRecommender):
         dropout=0.2,
         intermediate_dim=None,
         layer_norm_epsilon=1e-8,
+        block_heads=None,
         heads=None,
         experts=None,
         **kwargs,
@@ -77,8 +81,9 @@ class FAME(SequentialRecommender):
 
         # === Layers ===
         self.item_embedding = self._make_embedding(num_items, hidden_dim, max_len, dropout, layer_norm_epsilon)
+        block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
-            num_blocks - 1, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon
+            num_blocks - 1, hidden_dim, block_heads, intermediate_dim, dropout, layer_norm_epsilon
         )
         self.moe_attention = MoEQueryAttention(
             num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="moe_attention"
@@ -112,6 +117,7 @@ class FAME(SequentialRecommender):
             dropout=float(dropout),
             intermediate_dim=int(intermediate_dim or hidden_dim),
             layer_norm_epsilon=float(layer_norm_epsilon),
+            block_heads=block_heads,
         )
 
     @classmethod
@@ -123,8 +129,9 @@ class FAME(SequentialRecommender):
         biases). Every expert's `W_Q` starts from SASRec's `W_Q` plus
         Gaussian noise of std `query_noise` times the std of `W_Q`, so the
         experts differ. `FFN'`, `W_f`, the gate, the routers and the MoE
-        LayerNorm are fresh. `num_heads` may differ from SASRec's: `W_Q`,
-        `W_K`, `W_V` are `[d, d]` matrices whose columns are regrouped.
+        LayerNorm are fresh. `num_heads` may differ from SASRec's: the MoE
+        block's `W_Q`, `W_K`, `W_V` are `[d, d]` matrices whose columns are
+        regrouped, and the earlier blocks keep SASRec's head count.
 
         Args:
             sasrec: a built `SASRec`.
@@ -149,6 +156,7 @@ class FAME(SequentialRecommender):
             dropout=sasrec.dropout if dropout is None else dropout,
             intermediate_dim=sasrec.intermediate_dim,
             layer_norm_epsilon=sasrec.layer_norm_epsilon,
+            block_heads=sasrec.num_heads,
             **kwargs,
         )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())

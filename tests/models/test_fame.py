@@ -145,3 +145,21 @@ def test_loss_is_mean_over_real_positions():
     expected = -np.mean([log_softmax[0, 2, 2], log_softmax[1, 1, 1], log_softmax[1, 2, 3]])
     got = float(MaskedSoftmaxCrossEntropy()(y_true, logits))
     assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_from_sasrec_with_other_head_count_keeps_the_copied_blocks_exact():
+    sasrec = SASRec(30, hidden_dim=8, num_heads=1, num_blocks=2, max_len=7)
+    ids = _ids(3)
+    sasrec(ids)
+    fame = FAME.from_sasrec(sasrec, num_heads=4, num_experts=2)
+    assert fame.num_heads == 4 and fame.transformer_blocks[0].num_heads == 1
+    # The first block's output is the same in both models.
+    import keras
+
+    def first_block(model):
+        x, _, mask = model.item_embedding(ids)
+        return np.asarray(model.transformer_blocks[0](x, padding_mask=mask))
+
+    np.testing.assert_allclose(first_block(fame), first_block(sasrec), atol=1e-6)
+    assert fame.get_config()["block_heads"] == 1
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fame)).transformer_blocks[0].num_heads == 1
