@@ -24,6 +24,7 @@ parser.add_argument("--heads", type=int, default=2)
 parser.add_argument("--experts", type=int, default=4)
 parser.add_argument("--epochs", type=int, default=2)
 parser.add_argument("--data-dir")
+parser.add_argument("--no-bucketing", action="store_true", help="every batch at full width max_len")
 args = parser.parse_args()
 
 data = kf.read_sequences(find_sequence_file("toys", args.data_dir))
@@ -34,7 +35,7 @@ if args.model == "sasrec":
 else:
     model = kf.FAME(data.num_items, hidden_dim=64, heads=args.heads, experts=args.experts)
 model.compile()
-batches = TrainingBatches(split.train_inputs, split.train_targets, 256)
+batches = TrainingBatches(split.train_inputs, split.train_targets, 256, buckets=(50,) if args.no_bucketing else None)
 print("batches", len(batches), "cells", batches.padded_cells, "vs", split.train_inputs.size)
 for epoch in range(args.epochs):
     start = time.time()
