@@ -92,9 +92,10 @@ def fit_with_early_stopping(
 
 def evaluate_test_set(model, split):
     """Test metrics under both protocols."""
+    scorer = model.scorer()
     return {
-        "exclude_history": evaluate_model(model, split.test, exclude_history=True),
-        "all_items": evaluate_model(model, split.test, exclude_history=False),
+        "exclude_history": evaluate_model(model, split.test, exclude_history=True, scorer=scorer),
+        "all_items": evaluate_model(model, split.test, exclude_history=False, scorer=scorer),
     }
 
 
