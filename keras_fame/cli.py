@@ -54,6 +54,7 @@ def main(dataset, argv=None):
         "--fame-warmup-epochs", type=int, default=0,
         help="first train only FAME's fresh parts for this many epochs (not in the paper; default 0)",
     )
+    parser.add_argument("--fame-dropout", type=float, default=None, help="dropout of the FAME stage (default: --dropout)")
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
@@ -91,5 +92,6 @@ def main(dataset, argv=None):
         skip_fame=args.sasrec_only,
         sasrec_model=args.sasrec_model,
         fame_warmup_epochs=args.fame_warmup_epochs,
+        fame_dropout=args.fame_dropout,
     )
     return 0

@@ -150,6 +150,7 @@ def run_pipeline(
     skip_fame=False,
     sasrec_model=None,
     fame_warmup_epochs=0,
+    fame_dropout=None,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
@@ -216,7 +217,10 @@ def run_pipeline(
     rows = {"SASRec (ours, exclude history)": results["sasrec"]["test"]["exclude_history"]}
 
     if not skip_fame:
-        fame = FAME.from_sasrec(sasrec, num_heads=num_heads, num_experts=num_experts, seed=seed)
+        fame = FAME.from_sasrec(
+            sasrec, num_heads=num_heads, num_experts=num_experts, dropout=fame_dropout, seed=seed
+        )
+        results["config"]["fame_dropout"] = fame.dropout
         results["fame"] = {}
         if fame_warmup_epochs:
             # Not in the paper: train only the fresh parts first, so their
