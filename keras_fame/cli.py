@@ -54,7 +54,10 @@ def main(dataset, argv=None):
         "--fame-warmup-epochs", type=int, default=0,
         help="first train only FAME's fresh parts for this many epochs (not in the paper; default 0)",
     )
-    parser.add_argument("--fame-dropout", type=float, default=None, help="dropout of the FAME stage (default: --dropout)")
+    parser.add_argument(
+        "--fame-dropout", type=float, default=0.5,
+        help="dropout of the FAME stage (0.5 was best on Toys validation, see results/README.md)",
+    )
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)

@@ -38,7 +38,7 @@ def test_train_script_runs_both_stages_and_writes_results(tmp_path, capsys):
     assert cli.main("toys", argv2 + ["--sasrec-model", str(out / "sasrec.keras"), "--fame-warmup-epochs", "1", "--fame-dropout", "0.1"]) == 0
     again = json.loads((out2 / "results.json").read_text())
     assert "training" not in again["sasrec"]
-    assert again["config"]["fame_dropout"] == 0.1 and results["config"]["fame_dropout"] == 0.3
+    assert again["config"]["fame_dropout"] == 0.1 and results["config"]["fame_dropout"] == 0.5
     assert again["fame"]["warmup"]["epochs_run"] == 1 and again["fame"]["training"]["epochs_run"] == 2
     np.testing.assert_allclose(
         again["sasrec"]["test"]["exclude_history"]["ndcg@10"], results["sasrec"]["test"]["exclude_history"]["ndcg@10"]
