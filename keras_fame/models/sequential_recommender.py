@@ -173,6 +173,7 @@ class _NewestPositionHead(keras.layers.Layer):
 
 
 def _histories_to_arrays(histories, num_items, max_len):
+    """Validated histories -> (left-padded model inputs, full-history CSR indptr, items)."""
     if isinstance(histories, np.ndarray):
         if histories.ndim != 2:
             raise ValueError(f"a history array must be 2-D [users, seq], got shape {histories.shape}")
@@ -181,19 +182,17 @@ def _histories_to_arrays(histories, num_items, max_len):
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise ValueError(f"histories[{r}, {c}] = {arr[r, c]} is not an item id in 0..{num_items}")
+        # Non-zero entries in row order: the full history of each row.
         lengths = np.count_nonzero(arr, axis=1)
         flat = arr[arr != 0]
-        # Non-zero entries in row order: the full history of each row.
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        return pad_left(flat, indptr[:-1], indptr[1:], max_len), indptr, flat
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
-    if len(lengths) == 0:
-        raise ValueError("no histories given")
-    flat = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
-    bad = np.flatnonzero((flat < 1) | (flat > num_items))
-    if len(bad):
-        indptr = np.cumsum(lengths)
-        row = int(np.searchsorted(indptr, bad[0], side="right"))
-        raise ValueError(f"history {row} holds {flat[bad[0]]}, not an item id in 1..{num_items}")
+    else:
+        lengths = np.array([len(h) for h in histories], dtype=np.int64)
+        if len(lengths) == 0:
+            raise ValueError("no histories given")
+        flat = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
+        bad = np.flatnonzero((flat < 1) | (flat > num_items))
+        if len(bad):
+            row = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
+            raise ValueError(f"history {row} holds {flat[bad[0]]}, not an item id in 1..{num_items}")
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     return pad_left(flat, indptr[:-1], indptr[1:], max_len), indptr, flat
