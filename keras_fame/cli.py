@@ -28,6 +28,7 @@ def find_sequence_file(dataset, data_dir=None):
 
 
 def main(dataset, argv=None):
+    from keras_fame.layers import HeadSliceIdentity
     from keras_fame.training import run_pipeline
 
     parser = argparse.ArgumentParser(
@@ -57,6 +58,13 @@ def main(dataset, argv=None):
     parser.add_argument(
         "--fame-dropout", type=float, default=0.5,
         help="dropout of the FAME stage (0.5 was best on Toys validation, see results/README.md)",
+    )
+    parser.add_argument(
+        "--w-f-init", choices=("identity", "random"), default="identity",
+        help="start of FAME's item projections W_f: per-head identity slices (default) or glorot_uniform",
+    )
+    parser.add_argument(
+        "--w-f-gain", type=float, default=None, help="gain of the identity start of W_f (default: H, see HeadSliceIdentity)"
     )
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
     parser.add_argument("--verbose", type=int, default=1)
@@ -96,5 +104,8 @@ def main(dataset, argv=None):
         sasrec_model=args.sasrec_model,
         fame_warmup_epochs=args.fame_warmup_epochs,
         fame_dropout=args.fame_dropout,
+        item_projection_initializer=(
+            HeadSliceIdentity(args.w_f_gain) if args.w_f_init == "identity" else "glorot_uniform"
+        ),
     )
     return 0

@@ -151,6 +151,7 @@ def run_pipeline(
     sasrec_model=None,
     fame_warmup_epochs=0,
     fame_dropout=None,
+    item_projection_initializer=None,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
@@ -218,9 +219,13 @@ def run_pipeline(
 
     if not skip_fame:
         fame = FAME.from_sasrec(
-            sasrec, num_heads=num_heads, num_experts=num_experts, dropout=fame_dropout, seed=seed
+            sasrec, num_heads=num_heads, num_experts=num_experts, dropout=fame_dropout, seed=seed,
+            item_projection_initializer=item_projection_initializer,
         )
         results["config"]["fame_dropout"] = fame.dropout
+        results["config"]["item_projection_initializer"] = keras.initializers.serialize(
+            fame.facet_head.item_projection_initializer
+        )
         results["fame"] = {}
         if fame_warmup_epochs:
             # Not in the paper: train only the fresh parts first, so their

@@ -1,7 +1,42 @@
 import keras
+import numpy as np
 from keras import ops
 
 from keras_fame.layers.item_scores import mask_padding_scores, score_items
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class HeadSliceIdentity(keras.initializers.Initializer):
+    """Starts a `[d, H, d']` item projection (`H d' = d`) as `gain` times the identity.
+
+    With it, `x_v W_f^(h)` starts as the `h`-th slice of `x_v` (times
+    `gain`), the slice the residual path carries into head `h`, so every head
+    starts by scoring items in the space of SASRec's tied-embedding score
+    `x_v . F`. The default gain is `H`: while the gate is still uniform
+    (`1 / H` per head), the gated score then equals `x_v . [F^(1) | ... | F^(H)]`
+    at SASRec's scale, instead of `1 / H` of it.
+
+    Args:
+        gain: float, or `None` for `H` (read from the shape).
+
+    Example:
+    >>> w = HeadSliceIdentity()((4, 2, 2))
+    >>> np.asarray(w).reshape(4, 4).tolist() == (2 * np.eye(4)).tolist()
+    True
+    """
+
+    def __init__(self, gain=None):
+        self.gain = None if gain is None else float(gain)
+
+    def __call__(self, shape, dtype=None):
+        d = int(shape[0])
+        if len(shape) != 3 or int(shape[1]) * int(shape[2]) != d:
+            raise ValueError(f"HeadSliceIdentity needs shape [d, H, d'] with H * d' == d, got {tuple(shape)}")
+        gain = float(shape[1]) if self.gain is None else self.gain
+        return ops.reshape(gain * ops.eye(d, dtype=dtype or "float32"), shape)
+
+    def get_config(self):
+        return {"gain": self.gain}
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -30,7 +65,14 @@ class FacetGatedHead(keras.layers.Layer):
         head_dim: int, `d'`.
         dropout: float, on the FFN' branch.
         layer_norm_epsilon: float.
-        kernel_initializer: initializer of all kernels.
+        kernel_initializer: initializer of the FFN' and gate kernels.
+        item_projection_initializer: initializer of `W_f`, `[d, H, d']`.
+            The default, `HeadSliceIdentity()`, starts `x_v^(h)` as `H` times
+            the `h`-th slice of `x_v` (the paper does not say how `W_f`
+            starts; a random `W_f` loses SASRec's tied-embedding score, which
+            costs FAME both from scratch and after the transplant, see
+            `results/README.md`). Pass e.g. `"glorot_uniform"` for a random
+            start.
 
     Call arguments:
         features: `[..., num_heads, head_dim]`, per-head sub-embeddings `f^(h)`
@@ -63,6 +105,7 @@ class FacetGatedHead(keras.layers.Layer):
         dropout=0.0,
         layer_norm_epsilon=1e-8,
         kernel_initializer="glorot_uniform",
+        item_projection_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -71,6 +114,7 @@ class FacetGatedHead(keras.layers.Layer):
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.item_projection_initializer = keras.initializers.get(item_projection_initializer or HeadSliceIdentity())
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))
         self.ffn_inner = keras.layers.Dense(self.head_dim, activation="relu", kernel_initializer=init(), name="ffn_inner")
         self.ffn_outer = keras.layers.Dense(self.head_dim, kernel_initializer=init(), name="ffn_outer")
@@ -87,7 +131,7 @@ class FacetGatedHead(keras.layers.Layer):
         self.ffn_outer.build(head_shape)
         self.ffn_norm.build(head_shape)
         self.item_projection = self.add_weight(
-            name="item_projection", shape=(d, H, e), initializer=self.kernel_initializer
+            name="item_projection", shape=(d, H, e), initializer=self.item_projection_initializer
         )
         self.gate_kernel = self.add_weight(name="gate_kernel", shape=(H, e, H), initializer=self.kernel_initializer)
         self.gate_bias = self.add_weight(name="gate_bias", shape=(H,), initializer="zeros")
@@ -147,4 +191,5 @@ class FacetGatedHead(keras.layers.Layer):
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "item_projection_initializer": keras.initializers.serialize(self.item_projection_initializer),
         }

@@ -17,7 +17,8 @@ class FAME(SequentialRecommender):
     `FacetGatedHead` (Eq. 7-11): a shared `FFN'`, per-head item projections
     and a softmax gate over heads, scored as one matmul against the item
     table. `num_experts=1` is FAME w/o MoE; `num_heads=1, num_experts=1`
-    is SASRec up to the extra `W_f` projection.
+    is SASRec up to the extra `W_f` projection (which starts as the
+    identity, see `HeadSliceIdentity`).
 
     Train it from scratch or, as the paper does (§4.4.2), from a trained
     SASRec with `FAME.from_sasrec`.
@@ -35,6 +36,11 @@ class FAME(SequentialRecommender):
         block_heads: int, attention heads of the earlier SASRec blocks;
             default `num_heads`. `from_sasrec` keeps SASRec's, so the copied
             blocks compute exactly what they did in SASRec.
+        item_projection_initializer: initializer of `W_f` (Eq. 8); default
+            `HeadSliceIdentity()` (`H` times the identity, split by head), so
+            FAME starts from SASRec's tied-embedding score. The paper does not
+            say; `"glorot_uniform"` is the random start (worse on Toys,
+            Beauty and the planted-facet data, see `results/README.md`).
 
     Call arguments:
         item_ids: int32 `[batch, seq]`, left-padded, oldest first.
@@ -66,6 +72,7 @@ class FAME(SequentialRecommender):
         intermediate_dim=None,
         layer_norm_epsilon=1e-8,
         block_heads=None,
+        item_projection_initializer=None,
         heads=None,
         experts=None,
         **kwargs,
@@ -94,6 +101,7 @@ class FAME(SequentialRecommender):
         self.moe_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="moe_norm")
         self.facet_head = FacetGatedHead(
             num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
+            item_projection_initializer=item_projection_initializer,
             name="facet_head",
         )
 
@@ -118,6 +126,7 @@ class FAME(SequentialRecommender):
             intermediate_dim=int(intermediate_dim or hidden_dim),
             layer_norm_epsilon=float(layer_norm_epsilon),
             block_heads=block_heads,
+            item_projection_initializer=keras.initializers.serialize(self.facet_head.item_projection_initializer),
         )
 
     @classmethod
@@ -128,8 +137,10 @@ class FAME(SequentialRecommender):
         the first `B - 1` blocks, and the last block's `W_K`, `W_V` (with
         biases). Every expert's `W_Q` starts from SASRec's `W_Q` plus
         Gaussian noise of std `query_noise` times the std of `W_Q`, so the
-        experts differ. `FFN'`, `W_f`, the gate, the routers and the MoE
-        LayerNorm are fresh. `num_heads` may differ from SASRec's: the MoE
+        experts differ. `FFN'`, the gate, the routers and the MoE LayerNorm
+        are fresh; `W_f` starts as `item_projection_initializer` says (by
+        default head-slice identities, so the item sub-embeddings start as
+        slices of SASRec's trained item embeddings). `num_heads` may differ from SASRec's: the MoE
         block's `W_Q`, `W_K`, `W_V` are `[d, d]` matrices whose columns are
         regrouped, and the earlier blocks keep SASRec's head count.
 

@@ -1,6 +1,8 @@
 import numpy as np
 
-from keras_fame.layers import FacetGatedHead
+import pytest
+
+from keras_fame.layers import FacetGatedHead, HeadSliceIdentity
 from keras_fame.layers.item_scores import PADDING_SCORE
 from keras_fame.testing import run_layer_test
 
@@ -26,7 +28,7 @@ def test_layer_contract():
 
 def test_one_matmul_equals_explicit_gated_sum():
     features, table = _inputs(seed=1, heads=3, head_dim=4)
-    head = FacetGatedHead(num_heads=3, head_dim=4)
+    head = FacetGatedHead(num_heads=3, head_dim=4, item_projection_initializer="glorot_uniform")
     scores, gates, head_scores = head(features, table, return_gates=True, return_head_scores=True)
     scores, gates, head_scores = map(np.asarray, (scores, gates, head_scores))
     facets = np.asarray(head.facets(features))
@@ -56,3 +58,29 @@ def test_any_leading_shape():
     features, table = _inputs(lead=(7,))
     head = FacetGatedHead(num_heads=2, head_dim=4)
     assert tuple(head(features, table).shape) == (7, 11)
+
+
+def test_identity_start_scores_like_sasrec():
+    # H = 1: x_v^(1) = x_v, so the score is SASRec's tied-embedding x_v . F.
+    features, table = _inputs(seed=3, heads=1, head_dim=8)
+    head = FacetGatedHead(num_heads=1, head_dim=8)  # default start: HeadSliceIdentity(gain=H)
+    scores = np.asarray(head(features, table))
+    facets = np.asarray(head.facets(features))[..., 0, :]
+    np.testing.assert_allclose(scores[..., 1:], facets @ table[1:].T, rtol=1e-4, atol=1e-4)
+
+    # H heads, default gain H: while the gate is uniform, the score is x_v . [F^(1) | ... | F^(H)].
+    features, table = _inputs(seed=4, heads=4, head_dim=2)
+    head = FacetGatedHead(num_heads=4, head_dim=2)
+    head.build(features.shape, table.shape)
+    head.gate_kernel.assign(np.zeros(head.gate_kernel.shape, "float32"))
+    scores, gates = map(np.asarray, head(features, table, return_gates=True))
+    np.testing.assert_allclose(gates, 0.25, atol=1e-6)
+    stacked = np.asarray(head.facets(features)).reshape(3, 5, 8)
+    np.testing.assert_allclose(scores[..., 1:], stacked @ table[1:].T, rtol=1e-4, atol=1e-4)
+
+
+def test_head_slice_identity_rejects_bad_shapes():
+    np.testing.assert_array_equal(np.asarray(HeadSliceIdentity(gain=1.0)((4, 2, 2))).reshape(4, 4), np.eye(4))
+    np.testing.assert_array_equal(np.asarray(HeadSliceIdentity()((6, 3, 2))).reshape(6, 6), 3 * np.eye(6))
+    with pytest.raises(ValueError, match=r"H \* d' == d"):
+        HeadSliceIdentity()((6, 2, 2))

@@ -29,7 +29,10 @@ def test_keras_fame_fame_signature():
 
 
 def test_single_head_single_expert_matches_hand_computation():
-    model = FAME(30, hidden_dim=8, num_heads=1, num_experts=1, num_blocks=1, max_len=7, dropout=0.0)
+    model = FAME(
+        30, hidden_dim=8, num_heads=1, num_experts=1, num_blocks=1, max_len=7, dropout=0.0,
+        item_projection_initializer="glorot_uniform",  # a W_f that is not the identity
+    )
     ids = _ids()
     scores = np.asarray(model(ids))
     w = {v.path: np.asarray(v) for v in model.weights}
