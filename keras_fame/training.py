@@ -223,9 +223,7 @@ def run_pipeline(
             item_projection_initializer=item_projection_initializer,
         )
         results["config"]["fame_dropout"] = fame.dropout
-        results["config"]["item_projection_initializer"] = keras.initializers.serialize(
-            fame.facet_head.item_projection_initializer
-        )
+        results["config"]["item_projection_initializer"] = fame.get_config()["item_projection_initializer"]
         results["fame"] = {}
         if fame_warmup_epochs:
             # Not in the paper: train only the fresh parts first, so their

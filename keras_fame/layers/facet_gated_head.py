@@ -1,5 +1,4 @@
 import keras
-import numpy as np
 from keras import ops
 
 from keras_fame.layers.item_scores import mask_padding_scores, score_items

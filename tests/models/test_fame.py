@@ -157,8 +157,6 @@ def test_from_sasrec_with_other_head_count_keeps_the_copied_blocks_exact():
     fame = FAME.from_sasrec(sasrec, num_heads=4, num_experts=2)
     assert fame.num_heads == 4 and fame.transformer_blocks[0].num_heads == 1
     # The first block's output is the same in both models.
-    import keras
-
     def first_block(model):
         x, _, mask = model.item_embedding(ids)
         return np.asarray(model.transformer_blocks[0](x, padding_mask=mask))
