@@ -69,6 +69,8 @@ def main(dataset, argv=None):
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.w_f_gain is not None and args.w_f_init != "identity":
+        parser.error("--w-f-gain sets the gain of the identity start; it has no effect with --w-f-init random")
 
     path = find_sequence_file(dataset, args.data_dir)
     if path is None:

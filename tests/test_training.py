@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 from keras_fame import cli
 from keras_fame.data import write_sequences
@@ -50,6 +51,13 @@ def test_missing_data_gives_a_clear_message(tmp_path, monkeypatch, capsys):
     assert cli.main("toys", ["--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Toys_and_Games.txt not found" in err and "FAME_DATA_DIR" in err
+
+
+def test_w_f_gain_without_the_identity_start_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main("toys", ["--w-f-init", "random", "--w-f-gain", "2"])
+    assert exit_info.value.code == 2
+    assert "--w-f-gain" in capsys.readouterr().err
 
 
 def test_find_sequence_file_prefers_the_given_folder(tmp_path, monkeypatch):

@@ -78,3 +78,86 @@ def planted_facets(
         "user_facet": facet,
     }
     return data, facts
+
+
+def planted_facet_walks(
+    num_users=2000,
+    num_facets=2,
+    num_values=16,
+    min_length=6,
+    max_length=20,
+    jump=0.1,
+    noise=0.05,
+    seed=0,
+):
+    """Sequences whose next item depends on ONE facet, chosen per user.
+
+    Items `1..num_facets` are *facet markers*; every other item has
+    `num_facets` attributes with `num_values` values each (item id
+    `1 + num_facets + Σ_k value_k · num_values^(num_facets-1-k)`). Each user
+    follows one facet `k`: the sequence opens with marker `k` (say, an
+    interest picked at sign-up), then the value of attribute `k` steps +1
+    (mod `num_values`) per interaction, jumping to a random value with
+    probability `jump`; the other attributes are uniformly random, and with
+    probability `noise` an item is random altogether.
+
+    Predicting the next item means: take the last item's value in the facet
+    the marker names, add one, and ignore the other attributes. That is a
+    product of two signals from different positions: the marker selects,
+    the last item supplies the value. FAME's gate computes such a selection
+    directly (one head per facet, the gate picks the head); SASRec's single
+    vector must build it inside its FFN. Unlike `planted_facets`, summing
+    embeddings over the history does not reveal the facet, because the
+    followed value changes at every step. Keep `max_length` at most the
+    model's `max_len` so the marker stays in view.
+
+    Args:
+        num_users: users to generate.
+        num_facets: attributes per item (and marker items).
+        num_values: values per attribute; there are
+            `num_values ** num_facets + num_facets` items.
+        min_length, max_length: sequence length range, marker included.
+        jump: per-step probability that the followed value jumps at random.
+        noise: per-item probability of a uniformly random non-marker item.
+        seed: random seed.
+
+    Returns:
+        `(SequenceData, facts)`, `facts` a dict with `item_attributes`
+        (`[num_items + 1, num_facets]`, -1 for padding and markers),
+        `user_facet` (`[num_users]`) and `num_facets`.
+    """
+    if num_facets < 1 or num_values < 2:
+        raise ValueError(f"num_facets={num_facets} must be >= 1 and num_values={num_values} >= 2")
+    if not 2 <= min_length <= max_length:
+        raise ValueError(f"need 2 <= min_length ({min_length}) <= max_length ({max_length})")
+    rng = np.random.default_rng(seed)
+    num_items = num_values**num_facets + num_facets
+    lengths = rng.integers(min_length, max_length + 1, size=num_users)
+    total = int(lengths.sum())
+    user_of = np.repeat(np.arange(num_users), lengths)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    facet = rng.integers(0, num_facets, size=num_users)
+    # The followed value is a per-user cumulative sum of steps (+1, or a
+    # random jump), restarted at each user's first position.
+    step = np.where(rng.random(total) < jump, rng.integers(0, num_values, size=total), 1)
+    step[starts] = rng.integers(0, num_values, size=num_users)
+    running = np.cumsum(step)
+    value = (running - np.repeat(running[starts] - step[starts], lengths)) % num_values
+    attributes = rng.integers(0, num_values, size=(total, num_facets))
+    attributes[np.arange(total), facet[user_of]] = value
+    strides = num_values ** np.arange(num_facets - 1, -1, -1)
+    items = 1 + num_facets + attributes @ strides
+    random_items = rng.integers(1 + num_facets, num_items + 1, size=total)
+    items = np.where(rng.random(total) < noise, random_items, items)
+    items[starts] = 1 + facet
+    data = SequenceData(
+        user_ids=np.arange(1, num_users + 1, dtype=np.int64),
+        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        items=items.astype(np.int32),
+        num_items=num_items,
+        source="<planted_facet_walks>",
+    )
+    regular = np.arange(num_values**num_facets)
+    item_attributes = np.full((num_items + 1, num_facets), -1, dtype=np.int64)
+    item_attributes[1 + num_facets:] = (regular[:, None] // strides) % num_values
+    return data, {"item_attributes": item_attributes, "user_facet": facet, "num_facets": num_facets}

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from keras_fame.data import from_lists, leave_one_out, pad_left
-from keras_fame.data.synthetic import planted_facets
+from keras_fame.data.synthetic import planted_facet_walks, planted_facets
 
 
 def _brute_force(sequences, max_len):
@@ -58,3 +59,40 @@ def test_planted_facets_follow_one_facet():
         followed = colour if facts["user_facet"][u] == 0 else shape
         assert len(set(followed[seq].tolist())) <= 2  # two favourites in the followed facet
     assert data.items.min() >= 1 and data.items.max() <= data.num_items
+
+
+def test_planted_facet_walks_step_the_marked_facet_only():
+    data, facts = planted_facet_walks(num_users=300, num_facets=3, num_values=5, jump=0.0, noise=0.0, seed=2)
+    attributes = facts["item_attributes"]
+    assert data.num_items == 5**3 + 3 and attributes.shape == (data.num_items + 1, 3)
+    # Item ids decode to attributes and back.
+    regular = np.arange(4, data.num_items + 1)
+    assert np.array_equal(4 + attributes[regular] @ np.array([25, 5, 1]), regular)
+    assert (attributes[:4] == -1).all()
+    other_steps = []
+    for u in range(data.num_users):
+        seq = data.sequence(u)
+        facet = facts["user_facet"][u]
+        assert seq[0] == 1 + facet and (seq[1:] > 3).all()  # the marker opens the sequence, then no markers
+        values = attributes[seq[1:]]
+        assert ((np.diff(values[:, facet]) % 5) == 1).all()  # the followed value steps +1 every time
+        other_steps.append(np.diff(values[:, [f for f in range(3) if f != facet]], axis=0) % 5 == 1)
+    # The other attributes are random: +1 steps in them are about 1 in 5, not always.
+    assert 0.1 < np.concatenate(other_steps).mean() < 0.3
+
+
+def test_planted_facet_walks_jumps_and_noise_and_errors():
+    data, facts = planted_facet_walks(num_users=2000, num_values=16, jump=0.1, noise=0.05, seed=0)
+    attributes = facts["item_attributes"]
+    steps = []
+    for u in range(data.num_users):
+        seq = data.sequence(u)[1:]
+        followed = attributes[seq, facts["user_facet"][u]]
+        steps.append(np.diff(followed) % 16 == 1)
+    # P(+1) = P(no noise on either item) * P(step or a jump landing on +1)
+    expected = 0.95**2 * (0.9 + 0.1 / 16) + (1 - 0.95**2) / 16
+    assert abs(np.concatenate(steps).mean() - expected) < 0.02
+    with pytest.raises(ValueError, match="min_length"):
+        planted_facet_walks(min_length=1)
+    with pytest.raises(ValueError, match="num_values"):
+        planted_facet_walks(num_values=1)
