@@ -1,12 +1,17 @@
 """Synthetic sequences with planted facets, for fast tests and demos.
 
-Each item has two attributes, a *colour* and a *shape* (two facets), laid
-out as `item = 1 + colour * num_shapes + shape`. Each user follows ONE facet
-with a small set of favourite values in it (e.g. "red or blue, any shape",
-or "circles or stars, any colour"), switching between favourites over time,
-and a little noise. Predicting the next item needs to know which facet the
-user follows and which of the favourites is current: the situation FAME's
-heads (facets) and experts (preferences within a facet) are made for.
+Two generators. `planted_facet_walks` makes data that FAME's gate is needed
+for (see its docstring); `planted_facets`, below, makes data that SASRec
+learns as well as FAME.
+
+In `planted_facets`, each item has two attributes, a *colour* and a
+*shape* (two facets), laid out as `item = 1 + colour * num_shapes + shape`.
+Each user follows ONE facet with a small set of favourite values in it
+(e.g. "red or blue, any shape", or "circles or stars, any colour"),
+switching between favourites over time, and a little noise. Predicting the
+next item needs to know which facet the user follows and which of the
+favourites is current. Because the favourite values repeat, summing item
+embeddings over the history already reveals the facet.
 """
 
 import numpy as np
@@ -106,10 +111,11 @@ def planted_facet_walks(
     product of two signals from different positions: the marker selects,
     the last item supplies the value. FAME's gate computes such a selection
     directly (one head per facet, the gate picks the head); SASRec's single
-    vector must build it inside its FFN. Unlike `planted_facets`, summing
-    embeddings over the history does not reveal the facet, because the
-    followed value changes at every step. Keep `max_length` at most the
-    model's `max_len` so the marker stays in view.
+    vector must build it inside its FFN. Unlike in `planted_facets`, the
+    facet cannot be read off by summing item embeddings over the history:
+    the followed value changes at every step, so it spreads over its values
+    like the random attributes do. Keep `max_length` at most the model's
+    `max_len` so the marker stays in view.
 
     Args:
         num_users: users to generate.
