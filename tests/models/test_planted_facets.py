@@ -25,7 +25,8 @@ from keras_fame.evaluation import evaluate_model
 
 def _held_out_ndcg(model, split):
     """Mean NDCG@10 over validation and test: neither is used in training."""
-    return np.mean([evaluate_model(model, rows, exclude_history=False)["ndcg@10"] for rows in (split.validation, split.test)])
+    held_out = (split.validation, split.test)
+    return np.mean([evaluate_model(model, rows, exclude_history=False)["ndcg@10"] for rows in held_out])
 
 
 @pytest.mark.large
