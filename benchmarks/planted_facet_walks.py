@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,9 +25,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_fame import FAME, SASRec  # noqa: E402
-from keras_fame.data import TrainingBatches, leave_one_out  # noqa: E402
+from keras_fame.data import leave_one_out  # noqa: E402
 from keras_fame.data.synthetic import planted_facet_walks  # noqa: E402
 from keras_fame.evaluation import evaluate_model  # noqa: E402
+from planted_facets import train_from_scratch  # noqa: E402  (the sibling benchmark, same folder)
 
 
 def make_models(num_items, d, heads):
@@ -75,15 +75,7 @@ def main():
         rule = np.mean([rule_ndcg(rows_, facts, args.values) for rows_ in held_out])
         row = {"seed": seed, "items": data.num_items, "rule": round(float(rule), 4)}
         for name, make in make_models(data.num_items, args.hidden_dim, 2).items():
-            keras.utils.set_random_seed(seed)
-            model = make()
-            model.compile(optimizer=keras.optimizers.Adam(args.lr))
-            start = time.time()
-            model.fit(
-                TrainingBatches(split.train_inputs, split.train_targets, batch_size=128, seed=seed),
-                epochs=args.epochs, verbose=0,
-            )
-            seconds = time.time() - start
+            model, seconds = train_from_scratch(make, split, seed, args.epochs, args.lr)
             ndcg = [evaluate_model(model, r, exclude_history=False)["ndcg@10"] for r in held_out]
             row[name] = round(float(np.mean(ndcg)), 4)
             row[name + " seconds"] = round(seconds, 1)

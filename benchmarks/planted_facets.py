@@ -35,6 +35,21 @@ MODELS = {
 }
 
 
+def train_from_scratch(make, split, seed, epochs, learning_rate):
+    """Seeds everything, builds `make()` and fits it on `split` for `epochs` epochs (Adam, batch 128).
+
+    Returns `(model, seconds of fitting)`.
+    """
+    keras.utils.set_random_seed(seed)
+    model = make()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    start = time.time()
+    model.fit(
+        TrainingBatches(split.train_inputs, split.train_targets, batch_size=128, seed=seed), epochs=epochs, verbose=0
+    )
+    return model, time.time() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -50,16 +65,11 @@ def main():
             split = leave_one_out(data, max_len=20)
             row = {"items": data.num_items, "seed": seed}
             for name, make in MODELS.items():
-                keras.utils.set_random_seed(seed)
-                model = make(data.num_items, args.hidden_dim)
-                model.compile(optimizer=keras.optimizers.Adam(5e-3))
-                start = time.time()
-                model.fit(
-                    TrainingBatches(split.train_inputs, split.train_targets, batch_size=128, seed=seed),
-                    epochs=args.epochs, verbose=0,
+                model, seconds = train_from_scratch(
+                    lambda: make(data.num_items, args.hidden_dim), split, seed, args.epochs, 5e-3
                 )
                 row[name] = round(evaluate_model(model, split.validation, exclude_history=False)["ndcg@10"], 4)
-                row[name + " seconds"] = round(time.time() - start, 1)
+                row[name + " seconds"] = round(seconds, 1)
             rows.append(row)
             print("  ".join(f"{k}={v}" for k, v in row.items() if "seconds" not in k), flush=True)
     if args.out:

@@ -19,6 +19,17 @@ import numpy as np
 from keras_fame.data.sequences import SequenceData
 
 
+def _sequence_data(lengths, items, num_items, source):
+    """`SequenceData` for users `1..len(lengths)` whose sequences lie back to back in `items`."""
+    return SequenceData(
+        user_ids=np.arange(1, len(lengths) + 1, dtype=np.int64),
+        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        items=items.astype(np.int32),
+        num_items=num_items,
+        source=source,
+    )
+
+
 def planted_facets(
     num_users=2000,
     num_colours=12,
@@ -70,13 +81,7 @@ def planted_facets(
     random_items = rng.integers(1, num_items + 1, size=total)
     items = np.where(rng.random(total) < noise, random_items, items)
     item_ids = np.arange(num_items + 1)
-    data = SequenceData(
-        user_ids=np.arange(1, num_users + 1, dtype=np.int64),
-        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        items=items.astype(np.int32),
-        num_items=num_items,
-        source="<planted_facets>",
-    )
+    data = _sequence_data(lengths, items, num_items, "<planted_facets>")
     facts = {
         "item_colour": np.where(item_ids > 0, (item_ids - 1) // num_shapes, -1),
         "item_shape": np.where(item_ids > 0, (item_ids - 1) % num_shapes, -1),
@@ -156,13 +161,7 @@ def planted_facet_walks(
     random_items = rng.integers(1 + num_facets, num_items + 1, size=total)
     items = np.where(rng.random(total) < noise, random_items, items)
     items[starts] = 1 + facet
-    data = SequenceData(
-        user_ids=np.arange(1, num_users + 1, dtype=np.int64),
-        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        items=items.astype(np.int32),
-        num_items=num_items,
-        source="<planted_facet_walks>",
-    )
+    data = _sequence_data(lengths, items, num_items, "<planted_facet_walks>")
     regular = np.arange(num_values**num_facets)
     item_attributes = np.full((num_items + 1, num_facets), -1, dtype=np.int64)
     item_attributes[1 + num_facets:] = (regular[:, None] // strides) % num_values

@@ -1,5 +1,4 @@
 import numpy as np
-
 import pytest
 
 from keras_fame.layers import FacetGatedHead, HeadSliceIdentity
