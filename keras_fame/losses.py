@@ -1,6 +1,7 @@
 """The training loss: full-softmax cross-entropy over all items (Eq. 18)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -11,6 +12,13 @@ class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
     `-log softmax(r_t)[target_t]` for each position whose target is not 0
     (padding), averaged over those positions in the batch (Eq. 18), so short
     and long sequences weigh by their number of (prefix, next item) pairs.
+
+    `excluded_items` (e.g. items held out as cold-start items) are removed
+    from the softmax: their logits are set to a large negative value, so
+    they get no gradient as negatives (and no positions target them).
+
+    Args:
+        excluded_items: optional list of item ids left out of the softmax.
 
     Call arguments:
         y_true: int `[batch, seq]` next-item targets, 0 = padding.
@@ -25,12 +33,21 @@ class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
     1.386...
     """
 
-    def __init__(self, name="masked_softmax_cross_entropy", **kwargs):
+    def __init__(self, excluded_items=None, name="masked_softmax_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.excluded_items = sorted({int(i) for i in excluded_items}) if excluded_items else None
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
+        if self.excluded_items:
+            width = y_pred.shape[-1]
+            excluded = np.zeros(width, dtype=bool)
+            excluded[[i for i in self.excluded_items if i < width]] = True
+            y_pred = ops.where(ops.convert_to_tensor(excluded), ops.cast(-1e9, y_pred.dtype), y_pred)
         valid = ops.cast(y_true > 0, "float32")
         per_position = ops.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
         # A scalar: the default reduction then divides by 1.
         return ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "excluded_items": self.excluded_items}

@@ -20,13 +20,24 @@ class ItemEmbedding(keras.layers.Layer):
     on the input (as in BERT and RecBole's SASRec) is our choice; the paper
     names only the dropout.
 
+    With `item_content=True` the table is the sum of a frozen content table
+    (`content_embeddings`, non-trainable, e.g. projected item text, set
+    with `set_weights` or `SequentialRecommender.set_item_embeddings`) and
+    the trainable `item_embeddings`, which then start at zero and act as a
+    learned per-item ID offset. An item that never gets gradient (a cold
+    item, masked out of the training softmax) keeps offset 0 and is scored
+    from its content alone; new items can be appended from their content
+    (`SequentialRecommender.with_new_items`).
+
     Args:
         num_items: int, `|V|`; ids are `1..num_items`.
         hidden_dim: int, `d`.
         max_len: int, `L`, the longest sequence.
         dropout: float, on the embedded sequence.
         layer_norm_epsilon: float.
-        embeddings_initializer: initializer for both tables.
+        embeddings_initializer: initializer for both tables (with
+            `item_content`, the item offsets start at zero regardless).
+        item_content: bool, add the frozen content table (see above).
 
     Call arguments:
         item_ids: int tensor `[batch, seq]`, 0 = padding.
@@ -52,6 +63,7 @@ class ItemEmbedding(keras.layers.Layer):
         dropout=0.0,
         layer_norm_epsilon=1e-8,
         embeddings_initializer=None,
+        item_content=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -60,6 +72,7 @@ class ItemEmbedding(keras.layers.Layer):
         self.max_len = int(max_len)
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.item_content = bool(item_content)
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
         )
@@ -69,8 +82,17 @@ class ItemEmbedding(keras.layers.Layer):
     def build(self, input_shape):
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.embeddings_initializer))
         self.item_embeddings = self.add_weight(
-            name="item_embeddings", shape=(self.num_items + 1, self.hidden_dim), initializer=init()
+            name="item_embeddings",
+            shape=(self.num_items + 1, self.hidden_dim),
+            initializer="zeros" if self.item_content else init(),
         )
+        if self.item_content:
+            self.content_embeddings = self.add_weight(
+                name="content_embeddings",
+                shape=(self.num_items + 1, self.hidden_dim),
+                initializer="zeros",
+                trainable=False,
+            )
         self.position_embeddings = self.add_weight(
             name="position_embeddings", shape=(self.max_len, self.hidden_dim), initializer=init()
         )
@@ -81,11 +103,19 @@ class ItemEmbedding(keras.layers.Layer):
         padding_mask = item_ids > 0
         width = ops.shape(item_ids)[1]
         positions = ops.arange(self.max_len - width, self.max_len, dtype="int32")
-        embedded = ops.take(self.item_embeddings, item_ids, axis=0)
+        table = self.item_table()
+        embedded = ops.take(table, item_ids, axis=0)
         embedded = embedded + ops.take(self.position_embeddings, positions, axis=0)[None]
         embedded = self.embedding_dropout(self.norm(embedded), training=training)
         embedded = embedded * ops.cast(padding_mask, embedded.dtype)[..., None]
-        return embedded, ops.convert_to_tensor(self.item_embeddings), padding_mask
+        return embedded, table, padding_mask
+
+    def item_table(self):
+        """The `[num_items + 1, d]` table the model embeds and scores with."""
+        table = ops.convert_to_tensor(self.item_embeddings)
+        if self.item_content:
+            table = table + ops.convert_to_tensor(self.content_embeddings)
+        return table
 
     def compute_output_spec(self, item_ids, training=None):
         batch, seq = item_ids.shape
@@ -106,6 +136,7 @@ class ItemEmbedding(keras.layers.Layer):
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+            "item_content": self.item_content,
         }
 
 

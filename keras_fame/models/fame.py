@@ -33,6 +33,14 @@ class FAME(SequentialRecommender):
         dropout: float, on embeddings, residual branches and attention.
         intermediate_dim: int, FFN inner width of the earlier blocks.
         layer_norm_epsilon: float.
+        item_content: bool, the item table is a frozen content table (e.g.
+            projected item text) plus a trainable per-item offset starting
+            at 0 (`ItemEmbedding`); needed for cold-start items.
+        item_embeddings: optional `[num_items + 1, hidden_dim]` pre-trained
+            table (e.g. `keras_fame.pretraining.pca_item_table` or
+            `pretrain_item_embeddings`): the start of the trainable table,
+            or with `item_content` the frozen content. Not part of the
+            config: the weights carry it.
         block_heads: int, attention heads of the earlier SASRec blocks;
             default `num_heads`. `from_sasrec` keeps SASRec's, so the copied
             blocks compute exactly what they did in SASRec.
@@ -75,6 +83,8 @@ class FAME(SequentialRecommender):
         item_projection_initializer=None,
         heads=None,
         experts=None,
+        item_content=False,
+        item_embeddings=None,
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
@@ -87,7 +97,9 @@ class FAME(SequentialRecommender):
         head_dim = hidden_dim // num_heads
 
         # === Layers ===
-        self.item_embedding = self._make_embedding(num_items, hidden_dim, max_len, dropout, layer_norm_epsilon)
+        self.item_embedding = self._make_embedding(
+            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content
+        )
         block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
             num_blocks - 1, hidden_dim, block_heads, intermediate_dim, dropout, layer_norm_epsilon
@@ -127,13 +139,17 @@ class FAME(SequentialRecommender):
             layer_norm_epsilon=float(layer_norm_epsilon),
             block_heads=block_heads,
             item_projection_initializer=keras.initializers.serialize(self.facet_head.item_projection_initializer),
+            item_content=bool(item_content),
         )
+        if item_embeddings is not None:
+            self.set_item_embeddings(item_embeddings)
 
     @classmethod
     def from_sasrec(cls, sasrec, num_heads=None, num_experts=8, dropout=None, query_noise=0.01, seed=0, **kwargs):
         """Builds FAME from a trained SASRec, as the paper's pipeline (§4.4.2).
 
-        Copied: the item and position embeddings (and the input LayerNorm),
+        Copied: the item and position embeddings (with the frozen content
+        table and ID offsets when SASRec has `item_content`; and the input LayerNorm),
         the first `B - 1` blocks, and the last block's `W_K`, `W_V` (with
         biases). Every expert's `W_Q` starts from SASRec's `W_Q` plus
         Gaussian noise of std `query_noise` times the std of `W_Q`, so the
@@ -168,6 +184,7 @@ class FAME(SequentialRecommender):
             intermediate_dim=sasrec.intermediate_dim,
             layer_norm_epsilon=sasrec.layer_norm_epsilon,
             block_heads=sasrec.num_heads,
+            item_content=sasrec.item_embedding.item_content,
             **kwargs,
         )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())

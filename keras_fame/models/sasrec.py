@@ -23,6 +23,14 @@ class SASRec(SequentialRecommender):
         dropout: float, on embeddings, residual branches and attention.
         intermediate_dim: int, FFN inner width; default `hidden_dim` (Eq. 5).
         layer_norm_epsilon: float.
+        item_content: bool, the item table is a frozen content table (e.g.
+            projected item text) plus a trainable per-item offset starting
+            at 0 (`ItemEmbedding`); needed for cold-start items.
+        item_embeddings: optional `[num_items + 1, hidden_dim]` pre-trained
+            table (e.g. `keras_fame.pretraining.pca_item_table` or
+            `pretrain_item_embeddings`): the start of the trainable table,
+            or with `item_content` the frozen content. Not part of the
+            config: the weights carry it.
 
     Call arguments:
         item_ids: int32 `[batch, seq]`, left-padded, oldest first.
@@ -50,10 +58,14 @@ class SASRec(SequentialRecommender):
         dropout=0.2,
         intermediate_dim=None,
         layer_norm_epsilon=1e-8,
+        item_content=False,
+        item_embeddings=None,
         **kwargs,
     ):
         # === Layers ===
-        self.item_embedding = self._make_embedding(num_items, hidden_dim, max_len, dropout, layer_norm_epsilon)
+        self.item_embedding = self._make_embedding(
+            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content
+        )
         self.transformer_blocks = self._make_blocks(
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon
         )
@@ -76,4 +88,7 @@ class SASRec(SequentialRecommender):
             dropout=float(dropout),
             intermediate_dim=int(intermediate_dim or hidden_dim),
             layer_norm_epsilon=float(layer_norm_epsilon),
+            item_content=bool(item_content),
         )
+        if item_embeddings is not None:
+            self.set_item_embeddings(item_embeddings)

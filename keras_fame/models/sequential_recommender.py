@@ -57,15 +57,76 @@ class SequentialRecommender(keras.Model):
             for i in range(count)
         ]
 
-    def _make_embedding(self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon):
+    def _make_embedding(self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False):
         return ItemEmbedding(
             num_items=num_items,
             hidden_dim=hidden_dim,
             max_len=max_len,
             dropout=dropout,
             layer_norm_epsilon=layer_norm_epsilon,
+            item_content=item_content,
             name="item_embedding",
         )
+
+    def set_item_embeddings(self, table, frozen=None):
+        """Starts the item table from pre-trained embeddings (e.g. from item text).
+
+        Args:
+            table: `[num_items + 1, hidden_dim]`; row 0 (padding) is set to 0.
+            frozen: where the table goes. `False`: into the trainable item
+                embeddings (a start that training moves). `True` (needs
+                `item_content=True`): into the frozen content table, with
+                the trainable per-item offsets reset to 0. Default: `True`
+                exactly when the model has `item_content`.
+        """
+        layer = self.item_embedding
+        table = np.array(table, dtype="float32")
+        expected = (self.num_items + 1, self.hidden_dim)
+        if table.shape != expected:
+            raise ValueError(f"item table of shape {table.shape}, expected [num_items + 1, hidden_dim] = {expected}")
+        if not np.isfinite(table).all():
+            raise ValueError("the item table has non-finite entries")
+        table[0] = 0.0
+        frozen = layer.item_content if frozen is None else bool(frozen)
+        if frozen and not layer.item_content:
+            raise ValueError("frozen=True needs a model built with item_content=True")
+        if frozen:
+            layer.content_embeddings.assign(table)
+            layer.item_embeddings.assign(np.zeros_like(table))
+        else:
+            layer.item_embeddings.assign(table)
+
+    def with_new_items(self, content_rows):
+        """A copy of this model with items `num_items + 1 ..` appended (cold start).
+
+        The new items' rows come from `content_rows` `[new, hidden_dim]`
+        (e.g. their text through the same pre-trainer or PCA as the
+        catalog). With `item_content=True` they enter the frozen content
+        table with ID offset 0, exactly like a trained model's never-seen
+        items; otherwise they become the new rows of the item table. Every
+        other weight is copied. The result can be saved, evaluated and
+        exported like any model.
+
+        Returns:
+            A new model of the same class with `num_items + new` items.
+        """
+        rows = np.asarray(content_rows, dtype="float32")
+        if rows.ndim != 2 or rows.shape[1] != self.hidden_dim or len(rows) == 0:
+            raise ValueError(f"content_rows must be [new_items, {self.hidden_dim}], got {rows.shape}")
+        if not np.isfinite(rows).all():
+            raise ValueError("content_rows has non-finite entries")
+        config = self.get_config()
+        config["num_items"] = self.num_items + len(rows)
+        grown = type(self).from_config(config)
+        content = self.item_embedding.item_content
+        for old, new in zip(self.weights, grown.weights):
+            value = np.asarray(old)
+            if value.shape != tuple(new.shape):
+                is_offset = old.path == self.item_embedding.item_embeddings.path
+                extra = np.zeros_like(rows) if (content and is_offset) else rows
+                value = np.concatenate([value, extra])
+            new.assign(value)
+        return grown
 
     def compile(self, optimizer=None, loss=None, **kwargs):
         """`Model.compile` with the paper's defaults: Adam(1e-3, 0.9, 0.999), full-softmax CE."""
