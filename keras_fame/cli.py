@@ -9,6 +9,11 @@ DATASET_FILES = {
     "beauty": ("beauty", "Beauty.txt"),
     "sports": ("sports", "Sports_and_Outdoors.txt"),
 }
+ITEM_TEXT_FILES = {
+    "toys": "Toys_and_Games_item_text.jsonl",
+    "beauty": "Beauty_item_text.jsonl",
+    "sports": "Sports_and_Outdoors_item_text.jsonl",
+}
 
 
 def find_sequence_file(dataset, data_dir=None):
@@ -67,10 +72,37 @@ def main(dataset, argv=None):
         "--w-f-gain", type=float, default=None, help="gain of the identity start of W_f (default: H, see HeadSliceIdentity)"
     )
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
+    text = parser.add_argument_group("text start (FAME+, keras_fame.pretraining)")
+    text.add_argument(
+        "--text-pretrain", action="store_true",
+        help="start the item table from FacetContrastivePretrainer (alternating SupCon per facet); same as --text-init facet",
+    )
+    text.add_argument(
+        "--text-init", choices=("none", "pca", "facet"), default="none",
+        help="item table start: random (none), PCA of the MiniLM text embeddings, or facet-contrastive pre-training",
+    )
+    text.add_argument(
+        "--text-frozen", action="store_true",
+        help="keep the text table frozen and learn a per-item ID offset (item_content=True)",
+    )
+    text.add_argument("--item-text", help="the *_item_text.jsonl file (default: beside the sequence file)")
+    text.add_argument("--text-cache-dir", default=os.path.join(".cache", "text"))
+    text.add_argument("--pretrain-epochs", type=int, default=20)
+    text.add_argument("--pretrain-temperature", type=float, default=0.1)
+    text.add_argument("--pretrain-head-layers", type=int, default=1, help="hidden layers per projection head")
+    text.add_argument("--pca-whiten", action="store_true", help="PCA start: equalise the components' variances")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     if args.w_f_gain is not None and args.w_f_init != "identity":
         parser.error("--w-f-gain sets the gain of the identity start; it has no effect with --w-f-init random")
+    if args.text_pretrain:
+        if args.text_init not in ("none", "facet"):
+            parser.error(f"--text-pretrain means --text-init facet; it conflicts with --text-init {args.text_init}")
+        args.text_init = "facet"
+    if args.text_init == "none" and (args.text_frozen or args.item_text):
+        parser.error("--text-frozen / --item-text need --text-init pca|facet (or --text-pretrain)")
+    if args.text_init != "none" and args.sasrec_model:
+        parser.error("--text-init starts SASRec's item table; it cannot apply to a loaded --sasrec-model")
 
     path = find_sequence_file(dataset, args.data_dir)
     if path is None:
@@ -83,6 +115,24 @@ def main(dataset, argv=None):
         )
         return 2
     print(f"reading {path}")
+    text_start = None
+    if args.text_init != "none":
+        from keras_fame.training import TextStart
+
+        item_text = args.item_text or os.path.join(os.path.dirname(path), ITEM_TEXT_FILES[dataset])
+        if not os.path.isfile(item_text):
+            print(f"error: item text file {item_text} not found (pass --item-text)", file=sys.stderr)
+            return 2
+        text_start = TextStart(
+            mode=args.text_init,
+            item_text_file=item_text,
+            frozen=args.text_frozen,
+            cache_dir=args.text_cache_dir,
+            epochs=args.pretrain_epochs,
+            temperature=args.pretrain_temperature,
+            head_layers=args.pretrain_head_layers,
+            whiten=args.pca_whiten,
+        )
     run_pipeline(
         path,
         dataset,
@@ -109,5 +159,6 @@ def main(dataset, argv=None):
         item_projection_initializer=(
             HeadSliceIdentity(args.w_f_gain) if args.w_f_init == "identity" else "glorot_uniform"
         ),
+        text_start=text_start,
     )
     return 0

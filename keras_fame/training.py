@@ -6,12 +6,14 @@ SASRec -> transplant -> FAME fine-tuning and evaluates both on the test set
 with both history protocols. The examples are thin wrappers over it.
 """
 
+import dataclasses
 import json
 import os
 import platform
 import time
 
 import keras
+import numpy as np
 
 from keras_fame.data import TrainingBatches, leave_one_out, read_sequences
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model
@@ -62,13 +64,15 @@ def fit_with_early_stopping(
     verbose=1,
     exclude_history=True,
     monitor="val_ndcg@10",
+    loss=None,
 ):
     """Trains `model` with `fit` until validation NDCG@10 stops improving.
 
-    The best epoch's weights are restored. Returns a dict with the epochs
+    The best epoch's weights are restored. `loss` defaults to the model's
+    (full-softmax CE); pass e.g. `MaskedSoftmaxCrossEntropy(excluded_items=...)`. Returns a dict with the epochs
     run, the best epoch, its validation metrics and per-epoch seconds.
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999), loss=loss)
     batches = TrainingBatches(split.train_inputs, split.train_targets, batch_size=batch_size, seed=seed)
     timer = EpochTimer()
     evaluation = FullRankingEvaluation(
@@ -88,6 +92,20 @@ def fit_with_early_stopping(
         "seconds_per_epoch": timer.seconds,
         "wall_seconds": wall,
     }
+
+
+def write_json_atomic(path, obj):
+    """JSON to a temporary file beside `path`, then renamed over it (never half-written)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def evaluate_test_set(model, split):
@@ -128,6 +146,81 @@ def format_comparison(dataset, rows):
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class TextStart:
+    """How the item table starts from item text (FAME+, `keras_fame.pretraining`).
+
+    Attributes:
+        mode: `"pca"` (PCA of the text embeddings, the plain start) or
+            `"facet"` (`FacetContrastivePretrainer`, alternating SupCon per
+            facet; one head per SASRec/FAME head).
+        frozen: keep the text table frozen and learn a per-item ID offset
+            (`item_content=True`) instead of training the table from the
+            text start.
+        item_text_file: the `*_item_text.jsonl` file.
+        cache_dir: where text embeddings are cached.
+        epochs, temperature, head_layers, head_hidden_dim, learning_rate:
+            of the facet pre-training.
+        whiten: PCA only: equalise the components' variances.
+    """
+
+    mode: str
+    item_text_file: str
+    frozen: bool = False
+    cache_dir: str = ".cache/text"
+    epochs: int = 20
+    temperature: float = 0.1
+    head_layers: int = 1
+    head_hidden_dim: int = 256
+    learning_rate: float = 1e-3
+    whiten: bool = False
+
+    def __post_init__(self):
+        if self.mode not in ("pca", "facet"):
+            raise ValueError(f"text start mode {self.mode!r} is not 'pca' or 'facet'")
+
+
+def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbose=1, encoder=None):
+    """Reads item text, embeds it (cached) and builds the `[num_items + 1, d]` start table.
+
+    `encoder` is passed to `embed_texts` (default: all-MiniLM-L6-v2).
+
+    Returns:
+        `(table, report)`; the report holds the text statistics, the
+        encoder's time, and for `"facet"` the pre-training's time, loss
+        and per-head label agreement.
+    """
+    from keras_fame.data.item_text import read_item_text
+    from keras_fame.pretraining import embed_texts, pca_item_table, pretrain_item_embeddings
+
+    item_text = read_item_text(text_start.item_text_file, num_items=num_items)
+    start = time.perf_counter()
+    features = embed_texts(item_text.texts[1:], encoder=encoder, cache_dir=text_start.cache_dir, verbose=verbose)
+    report = {
+        "item_text_file": os.path.abspath(text_start.item_text_file),
+        "attribute_only_items": len(item_text.attribute_only),
+        "facet_coverage": item_text.coverage(),
+        "text_embedding_seconds": time.perf_counter() - start,
+        "text_dim": int(features.shape[1]),
+    }
+    if text_start.mode == "pca":
+        table = pca_item_table(features, hidden_dim, whiten=text_start.whiten)
+    else:
+        table, report["pretraining"] = pretrain_item_embeddings(
+            features,
+            item_text.head_labels(num_heads),
+            hidden_dim,
+            epochs=text_start.epochs,
+            learning_rate=text_start.learning_rate,
+            seed=seed,
+            verbose=2 if verbose else 0,
+            temperature=text_start.temperature,
+            head_layers=text_start.head_layers,
+            head_hidden_dim=text_start.head_hidden_dim,
+        )
+    return table, report
+
+
 def run_pipeline(
     sequence_file,
     dataset,
@@ -152,6 +245,8 @@ def run_pipeline(
     fame_warmup_epochs=0,
     fame_dropout=None,
     item_projection_initializer=None,
+    text_start=None,
+    text_encoder=None,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
@@ -160,6 +255,10 @@ def run_pipeline(
     `sasrec_model` (a `.keras` path) the SASRec stage is loaded, not trained.
     `fame_warmup_epochs > 0` first trains FAME's fresh parts alone (our
     addition; the paper fine-tunes everything from the start).
+    `text_start` (a `TextStart`) starts SASRec's item table from item text
+    (FAME inherits it through the transplant); its time and loss go into
+    `results["text_start"]`; `text_encoder` replaces the default MiniLM
+    (see `keras_fame.pretraining.embed_texts`).
     """
     keras.utils.set_random_seed(seed)
     os.makedirs(output_dir, exist_ok=True)
@@ -182,14 +281,14 @@ def run_pipeline(
             "patience": patience,
             "seed": seed,
             "fame_warmup_epochs": fame_warmup_epochs,
+            "text_start": dataclasses.asdict(text_start) if text_start else None,
         },
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
     }
 
     def save_results():
-        with open(os.path.join(output_dir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        write_json_atomic(os.path.join(output_dir, "results.json"), results)
 
     if sasrec_model is not None:
         sasrec = keras.saving.load_model(sasrec_model, safe_mode=True)
@@ -198,6 +297,14 @@ def run_pipeline(
         results["sasrec"] = {"loaded_from": os.path.abspath(sasrec_model)}
         results["config"].update(hidden_dim=sasrec.hidden_dim, num_blocks=sasrec.num_blocks, sasrec_heads=sasrec.num_heads)
     else:
+        table = None
+        if text_start is not None:
+            heads = sasrec_heads or num_heads
+            print(f"\n== Text start ({text_start.mode}, frozen={text_start.frozen}) for {data.num_items} items ==")
+            table, results["text_start"] = text_item_table(
+                text_start, data.num_items, hidden_dim, heads, seed=seed, verbose=verbose, encoder=text_encoder
+            )
+            keras.utils.set_random_seed(seed)  # the sequence model starts as it would without the text stage
         sasrec = SASRec(
             data.num_items,
             hidden_dim=hidden_dim,
@@ -205,6 +312,8 @@ def run_pipeline(
             num_heads=sasrec_heads or num_heads,
             max_len=max_len,
             dropout=dropout,
+            item_content=bool(text_start and text_start.frozen),
+            item_embeddings=table,
         )
         print(f"\n== SASRec on {dataset}: {data.num_users} users, {data.num_items} items ==")
         results["sasrec"] = {

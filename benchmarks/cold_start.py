@@ -1,0 +1,137 @@
+"""Cold-start items: rank items that no training sequence contains, from their text.
+
+    python benchmarks/cold_start.py --dataset toys --seed 0
+
+Protocol (issue 9, "beyond the paper"): a random 10% of the items are held
+out: their events are removed from every sequence except where one is a
+user's test target (`keras_fame.data.cold_start`), and their columns are
+masked out of the training softmax. Models are trained and early-stopped on
+validation NDCG@10 as usual; the test users are then split into *cold*
+(target held out) and *warm* users, each evaluated by full ranking over all
+items (exclude_history). Variants, all SASRec with the package defaults:
+
+- `popularity`: training counts (a held-out item has count 0);
+- `id_only`: random item table (held-out rows are never trained);
+- `pca_start`: the table starts as PCA of the MiniLM text embeddings; the
+  held-out rows get no gradient and stay at their text start;
+- `pca_frozen` / `facet_frozen`: frozen text table (PCA or
+  `FacetContrastivePretrainer`) plus a learned per-item ID offset, which is
+  0 for the held-out items (`item_content=True`).
+
+Each variant's result is written to `results/cold_start/<dataset>-seed<seed>-<variant>.json`
+as soon as it finishes; a rerun skips finished variants.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_fame import SASRec  # noqa: E402
+from keras_fame.cli import ITEM_TEXT_FILES, find_sequence_file  # noqa: E402
+from keras_fame.data import leave_one_out, read_sequences  # noqa: E402
+from keras_fame.data.cold_start import hold_out_items, popularity_scores, remove_items, split_by_target  # noqa: E402
+from keras_fame.evaluation import evaluate_ranking  # noqa: E402
+from keras_fame.losses import MaskedSoftmaxCrossEntropy  # noqa: E402
+from keras_fame.training import TextStart, fit_with_early_stopping, machine_description, text_item_table  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = ("popularity", "id_only", "pca_start", "pca_frozen", "facet_frozen")
+
+
+def evaluate_groups(score_fn, test, hidden):
+    cold, warm = split_by_target(test, hidden)
+    out = {}
+    for name, rows in (("cold", cold), ("warm", warm), ("all", np.arange(len(test)))):
+        out[name] = evaluate_ranking(score_fn, test.subset(rows), exclude_history=True)
+    return out
+
+
+def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, verbose):
+    if variant == "popularity":
+        scores = popularity_scores(split)
+        return {"test": evaluate_groups(lambda x: np.tile(scores, (len(x), 1)), split.test, hidden)}
+    keras.utils.set_random_seed(seed)
+    table, report = None, None
+    if variant != "id_only":
+        mode = "facet" if variant.startswith("facet") else "pca"
+        text_start = TextStart(mode=mode, item_text_file=item_text_file, frozen=variant.endswith("frozen"))
+        table, report = text_item_table(text_start, split.num_items, 64, 2, seed=seed, verbose=verbose)
+        keras.utils.set_random_seed(seed)
+    model = SASRec(
+        split.num_items, hidden_dim=64, num_heads=2, dropout=0.3, item_content=variant.endswith("frozen"),
+        item_embeddings=table,
+    )
+    before = np.asarray(model.item_embedding.item_table())[hidden].copy()
+    loss = MaskedSoftmaxCrossEntropy(excluded_items=hidden.tolist())
+    training = fit_with_early_stopping(model, split, epochs=epochs, patience=patience, seed=seed, verbose=verbose, loss=loss)
+    after = np.asarray(model.item_embedding.item_table())[hidden]
+    scorer = model.scorer()
+    result = {
+        "training": training,
+        "test": evaluate_groups(lambda x: scorer.predict_on_batch(x)["scores"], split.test, hidden),
+        "held_out_rows_unchanged": bool(np.array_equal(before, after)),
+    }
+    if report is not None:
+        result["text_start"] = report
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("toys", "beauty"), default="toys")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--out-dir", default=os.path.join(ROOT, "results", "cold_start"))
+    parser.add_argument("--verbose", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    path = find_sequence_file(args.dataset, args.data_dir)
+    if path is None:
+        print(f"error: {args.dataset} data not found (--data-dir or FAME_DATA_DIR)", file=sys.stderr)
+        return 2
+    data = read_sequences(path)
+    hidden = hold_out_items(data.num_items, args.fraction, seed=args.seed)
+    kept = remove_items(data, hidden)
+    split = leave_one_out(kept, max_len=50)
+    cold, warm = split_by_target(split.test, hidden)
+    print(f"{args.dataset}: {len(hidden)} held-out items, {len(kept.user_ids)} of {data.num_users} users kept, "
+          f"{len(cold)} cold and {len(warm)} warm test users", flush=True)
+    item_text_file = os.path.join(os.path.dirname(path), ITEM_TEXT_FILES[args.dataset])
+    os.makedirs(args.out_dir, exist_ok=True)
+    for variant in args.variants:
+        out = os.path.join(args.out_dir, f"{args.dataset}-seed{args.seed}-{variant}.json")
+        if os.path.isfile(out):
+            print(f"skip {variant}: {out} exists", flush=True)
+            continue
+        print(f"\n== {variant} ==", flush=True)
+        start = time.perf_counter()
+        result = run_variant(variant, split, hidden, item_text_file, args.seed, args.epochs, args.patience, args.verbose)
+        result.update(
+            dataset=args.dataset, seed=args.seed, variant=variant, fraction=args.fraction,
+            held_out_items=len(hidden), cold_users=len(cold), warm_users=len(warm),
+            wall_seconds=time.perf_counter() - start, machine=machine_description(),
+            command=f"python benchmarks/cold_start.py --dataset {args.dataset} --seed {args.seed}",
+        )
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=2)
+        os.replace(tmp, out)
+        t = result["test"]
+        print(f"{variant}: cold NDCG@10 {t['cold']['ndcg@10']:.4f} HR@10 {t['cold']['hr@10']:.4f} | "
+              f"warm NDCG@10 {t['warm']['ndcg@10']:.4f} | all {t['all']['ndcg@10']:.4f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
