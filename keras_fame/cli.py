@@ -72,6 +72,17 @@ def main(dataset, argv=None):
         "--w-f-gain", type=float, default=None, help="gain of the identity start of W_f (default: H, see HeadSliceIdentity)"
     )
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
+    recipe = parser.add_argument_group("backbone recipe options (defaults: the paper's SASRec, Eq. 5)")
+    recipe.add_argument("--ffn-activation", choices=("relu", "gelu"), default="relu")
+    recipe.add_argument("--intermediate-dim", type=int, help="FFN inner width (default: hidden dim; BSARec-family: 4x)")
+    recipe.add_argument("--init-std", type=float, help="N(0, std) kernels in the SASRec blocks (default: glorot_uniform)")
+    recipe.add_argument("--layer-norm-eps", type=float, default=1e-8)
+    recipe.add_argument(
+        "--every-prefix", action="store_true",
+        help="one training row per (prefix, next item), loss at the last position (same pairs, more rows)",
+    )
+    recipe.add_argument("--monitor", default="ndcg@10", choices=("ndcg@10", "ndcg@20", "hr@10", "hr@20"),
+                        help="validation metric for early stopping and model selection")
     text = parser.add_argument_group("text start (FAME+, keras_fame.pretraining)")
     text.add_argument(
         "--text-pretrain", action="store_true",
@@ -160,5 +171,22 @@ def main(dataset, argv=None):
             HeadSliceIdentity(args.w_f_gain) if args.w_f_init == "identity" else "glorot_uniform"
         ),
         text_start=text_start,
+        backbone=_backbone_options(args),
+        every_prefix=args.every_prefix,
+        monitor=f"val_{args.monitor}",
     )
     return 0
+
+
+def _backbone_options(args):
+    """SASRec constructor arguments that differ from the defaults (recorded in results.json)."""
+    options = {}
+    if args.ffn_activation != "relu":
+        options["activation"] = args.ffn_activation
+    if args.intermediate_dim:
+        options["intermediate_dim"] = args.intermediate_dim
+    if args.init_std:
+        options["kernel_initializer"] = {"class_name": "RandomNormal", "config": {"stddev": args.init_std}}
+    if args.layer_norm_eps != 1e-8:
+        options["layer_norm_epsilon"] = args.layer_norm_eps
+    return options

@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 
-from keras_fame.data import TrainingBatches, leave_one_out, read_sequences
+from keras_fame.data import TrainingBatches, every_prefix_rows, leave_one_out, read_sequences
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model
 from keras_fame.models import FAME, SASRec
 
@@ -65,15 +65,21 @@ def fit_with_early_stopping(
     exclude_history=True,
     monitor="val_ndcg@10",
     loss=None,
+    every_prefix=False,
 ):
     """Trains `model` with `fit` until validation NDCG@10 stops improving.
 
     The best epoch's weights are restored. `loss` defaults to the model's
-    (full-softmax CE); pass e.g. `MaskedSoftmaxCrossEntropy(excluded_items=...)`. Returns a dict with the epochs
+    (full-softmax CE); pass e.g. `MaskedSoftmaxCrossEntropy(excluded_items=...)`.
+    `every_prefix=True` trains on one row per (prefix, next item) pair with
+    the loss at the last position (`keras_fame.data.every_prefix_rows`). Returns a dict with the epochs
     run, the best epoch, its validation metrics and per-epoch seconds.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999), loss=loss)
-    batches = TrainingBatches(split.train_inputs, split.train_targets, batch_size=batch_size, seed=seed)
+    inputs, targets = split.train_inputs, split.train_targets
+    if every_prefix:
+        inputs, targets = every_prefix_rows(inputs, targets)
+    batches = TrainingBatches(inputs, targets, batch_size=batch_size, seed=seed)
     timer = EpochTimer()
     evaluation = FullRankingEvaluation(
         split.validation, every_n_epochs=every_n_epochs, exclude_history=exclude_history, verbose=verbose
@@ -247,6 +253,9 @@ def run_pipeline(
     item_projection_initializer=None,
     text_start=None,
     text_encoder=None,
+    backbone=None,
+    every_prefix=False,
+    monitor="val_ndcg@10",
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
@@ -258,7 +267,10 @@ def run_pipeline(
     `text_start` (a `TextStart`) starts SASRec's item table from item text
     (FAME inherits it through the transplant); its time and loss go into
     `results["text_start"]`; `text_encoder` replaces the default MiniLM
-    (see `keras_fame.pretraining.embed_texts`).
+    (see `keras_fame.pretraining.embed_texts`). `backbone` holds extra SASRec
+    constructor arguments (`activation`, `intermediate_dim`,
+    `kernel_initializer`, `layer_norm_epsilon`), which FAME inherits;
+    `every_prefix` and `monitor` go to `fit_with_early_stopping`.
     """
     keras.utils.set_random_seed(seed)
     os.makedirs(output_dir, exist_ok=True)
@@ -282,6 +294,9 @@ def run_pipeline(
             "seed": seed,
             "fame_warmup_epochs": fame_warmup_epochs,
             "text_start": dataclasses.asdict(text_start) if text_start else None,
+            "backbone": dict(backbone or {}),
+            "every_prefix": every_prefix,
+            "monitor": monitor,
         },
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
@@ -314,11 +329,13 @@ def run_pipeline(
             dropout=dropout,
             item_content=bool(text_start and text_start.frozen),
             item_embeddings=table,
+            **(backbone or {}),
         )
         print(f"\n== SASRec on {dataset}: {data.num_users} users, {data.num_items} items ==")
         results["sasrec"] = {
             "training": fit_with_early_stopping(
-                sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose
+                sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
+                monitor=monitor, every_prefix=every_prefix,
             )
         }
         sasrec.save(os.path.join(output_dir, "sasrec.keras"))
@@ -349,7 +366,8 @@ def run_pipeline(
                 layer.trainable = True
         print(f"\n== FAME (H={num_heads}, N={num_experts}) fine-tuned from SASRec ==")
         results["fame"]["training"] = fit_with_early_stopping(
-            fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose
+            fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
+            monitor=monitor, every_prefix=every_prefix,
         )
         results["fame"]["test"] = evaluate_test_set(fame, split)
         fame.save(os.path.join(output_dir, "fame.keras"))

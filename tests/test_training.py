@@ -132,3 +132,20 @@ def test_text_pretrain_flag_end_to_end_with_minilm(tmp_path):
     assert cli.main("toys", argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["text_start"]["text_dim"] == 384 and results["config"]["text_start"]["mode"] == "facet"
+
+
+def test_backbone_recipe_flags_reach_the_models_and_results(tmp_path):
+    data, _ = planted_facets(num_users=100, max_length=10, seed=0)
+    os.makedirs(tmp_path / "toys")
+    write_sequences(str(tmp_path / "toys" / "Toys_and_Games.txt"), data)
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(tmp_path), "--output-dir", str(out), "--hidden-dim", "8", "--heads", "2", "--experts", "2",
+            "--max-len", "10", "--epochs", "1", "--fame-epochs", "1", "--verbose", "0", "--ffn-activation", "gelu",
+            "--intermediate-dim", "32", "--init-std", "0.02", "--layer-norm-eps", "1e-12", "--every-prefix",
+            "--monitor", "ndcg@20"]
+    assert cli.main("toys", argv) == 0
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["backbone"]["activation"] == "gelu" and config["backbone"]["intermediate_dim"] == 32
+    assert config["every_prefix"] is True and config["monitor"] == "val_ndcg@20"
+    fame = keras.saving.load_model(out / "fame.keras", safe_mode=True)
+    assert fame.transformer_blocks[0].activation == "gelu" and fame.intermediate_dim == 32

@@ -141,3 +141,32 @@ def leave_one_out(data, max_len=50):
         num_items=data.num_items,
         max_len=max_len,
     )
+
+
+def every_prefix_rows(inputs, targets):
+    """One training row per (prefix, next item) pair, the target only at the last position.
+
+    The layout of codebases that train on "every prefix as its own example
+    with cross-entropy at the last position" (S3-Rec/BSARec family): the
+    same pairs as `LeaveOneOutSplit.train_inputs/train_targets` (where a row
+    predicts at every position), but `num_train_positions` rows, each with
+    one target. Inputs stay left-padded, so length bucketing still applies.
+
+    Args:
+        inputs, targets: `[rows, max_len]` left-padded training arrays.
+
+    Returns:
+        `(prefix_inputs, prefix_targets)`, `[pairs, max_len]` each.
+    """
+    inputs = np.asarray(inputs)
+    targets = np.asarray(targets)
+    rows, cols = np.nonzero(targets)
+    width = inputs.shape[1]
+    # Row r's prefix ending at column c, shifted right so it ends in the last column.
+    shift = width - 1 - cols
+    source = np.arange(width)[None, :] - shift[:, None]
+    valid = source >= 0
+    prefix_inputs = np.where(valid, inputs[rows[:, None], np.maximum(source, 0)], 0).astype(inputs.dtype)
+    prefix_targets = np.zeros_like(prefix_inputs)
+    prefix_targets[:, -1] = targets[rows, cols]
+    return prefix_inputs, prefix_targets

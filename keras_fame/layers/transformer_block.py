@@ -9,7 +9,8 @@ class TransformerBlock(keras.layers.Layer):
     """A SASRec self-attention block (§3.2, Eq. 1-5), post-LayerNorm.
 
     `h = LayerNorm(x + Dropout(MHA(x)))`, then
-    `F = LayerNorm(h + Dropout(FFN(h)))` with `FFN(h) = ReLU(h W_1 + b_1) W_2 + b_2`.
+    `F = LayerNorm(h + Dropout(FFN(h)))` with `FFN(h) = ReLU(h W_1 + b_1) W_2 + b_2`
+    (`activation="gelu"` gives the GELU FFN of BERT4Rec-style codebases).
     The attention is `MoEQueryAttention` with one expert (ordinary causal
     multi-head attention) whose heads are concatenated, as in the original
     SASRec (no output projection), so that FAME's transplant (§4.4.2) can
@@ -23,6 +24,7 @@ class TransformerBlock(keras.layers.Layer):
         dropout: float, on the residual branches and attention weights.
         layer_norm_epsilon: float.
         kernel_initializer: initializer of all kernels.
+        activation: FFN activation, `"relu"` (the paper, Eq. 5) or e.g. `"gelu"`.
 
     Call arguments:
         inputs: `[batch, seq, hidden_dim]`.
@@ -46,6 +48,7 @@ class TransformerBlock(keras.layers.Layer):
         dropout=0.0,
         layer_norm_epsilon=1e-8,
         kernel_initializer="glorot_uniform",
+        activation="relu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,6 +60,7 @@ class TransformerBlock(keras.layers.Layer):
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.activation = activation
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))
         self.attention = MoEQueryAttention(
             num_heads=self.num_heads,
@@ -69,7 +73,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_dropout = keras.layers.Dropout(self.dropout)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm")
         self.ffn_inner = keras.layers.Dense(
-            self.intermediate_dim, activation="relu", kernel_initializer=init(), name="ffn_inner"
+            self.intermediate_dim, activation=activation, kernel_initializer=init(), name="ffn_inner"
         )
         self.ffn_outer = keras.layers.Dense(self.hidden_dim, kernel_initializer=init(), name="ffn_outer")
         self.ffn_dropout = keras.layers.Dropout(self.dropout)
@@ -104,4 +108,5 @@ class TransformerBlock(keras.layers.Layer):
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "activation": self.activation,
         }

@@ -41,6 +41,10 @@ class FAME(SequentialRecommender):
             `pretrain_item_embeddings`): the start of the trainable table,
             or with `item_content` the frozen content. Not part of the
             config: the weights carry it.
+        activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
+            `"gelu"` as in BERT4Rec-family codebases).
+        kernel_initializer: initializer of the SASRec blocks' kernels
+            (e.g. `keras.initializers.RandomNormal(stddev=0.02)`).
         block_heads: int, attention heads of the earlier SASRec blocks;
             default `num_heads`. `from_sasrec` keeps SASRec's, so the copied
             blocks compute exactly what they did in SASRec.
@@ -85,6 +89,8 @@ class FAME(SequentialRecommender):
         experts=None,
         item_content=False,
         item_embeddings=None,
+        activation="relu",
+        kernel_initializer="glorot_uniform",
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
@@ -102,7 +108,8 @@ class FAME(SequentialRecommender):
         )
         block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
-            num_blocks - 1, hidden_dim, block_heads, intermediate_dim, dropout, layer_norm_epsilon
+            num_blocks - 1, hidden_dim, block_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
+            kernel_initializer,
         )
         self.moe_attention = MoEQueryAttention(
             num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="moe_attention"
@@ -140,6 +147,8 @@ class FAME(SequentialRecommender):
             block_heads=block_heads,
             item_projection_initializer=keras.initializers.serialize(self.facet_head.item_projection_initializer),
             item_content=bool(item_content),
+            activation=activation,
+            kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)
@@ -185,6 +194,8 @@ class FAME(SequentialRecommender):
             layer_norm_epsilon=sasrec.layer_norm_epsilon,
             block_heads=sasrec.num_heads,
             item_content=sasrec.item_embedding.item_content,
+            activation=sasrec.activation,
+            kernel_initializer=sasrec.kernel_initializer,
             **kwargs,
         )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())

@@ -31,6 +31,10 @@ class SASRec(SequentialRecommender):
             `pretrain_item_embeddings`): the start of the trainable table,
             or with `item_content` the frozen content. Not part of the
             config: the weights carry it.
+        activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
+            `"gelu"` as in BERT4Rec-family codebases).
+        kernel_initializer: initializer of the SASRec blocks' kernels
+            (e.g. `keras.initializers.RandomNormal(stddev=0.02)`).
 
     Call arguments:
         item_ids: int32 `[batch, seq]`, left-padded, oldest first.
@@ -60,6 +64,8 @@ class SASRec(SequentialRecommender):
         layer_norm_epsilon=1e-8,
         item_content=False,
         item_embeddings=None,
+        activation="relu",
+        kernel_initializer="glorot_uniform",
         **kwargs,
     ):
         # === Layers ===
@@ -67,7 +73,8 @@ class SASRec(SequentialRecommender):
             num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content
         )
         self.transformer_blocks = self._make_blocks(
-            num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon
+            num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
+            kernel_initializer,
         )
         self.item_scores = ItemScores(name="item_scores")
 
@@ -89,6 +96,8 @@ class SASRec(SequentialRecommender):
             intermediate_dim=int(intermediate_dim or hidden_dim),
             layer_norm_epsilon=float(layer_norm_epsilon),
             item_content=bool(item_content),
+            activation=activation,
+            kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)

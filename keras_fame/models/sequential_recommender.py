@@ -44,7 +44,10 @@ class SequentialRecommender(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
-    def _make_blocks(self, count, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon):
+    def _make_blocks(
+        self, count, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation="relu",
+        kernel_initializer="glorot_uniform",
+    ):
         return [
             TransformerBlock(
                 hidden_dim=hidden_dim,
@@ -52,6 +55,8 @@ class SequentialRecommender(keras.Model):
                 intermediate_dim=intermediate_dim,
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
+                activation=activation,
+                kernel_initializer=keras.initializers.get(kernel_initializer),
                 name=f"transformer_block_{i}",
             )
             for i in range(count)

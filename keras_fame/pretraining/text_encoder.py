@@ -166,6 +166,7 @@ def atomic_save_npy(path, array):
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any output file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

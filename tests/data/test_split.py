@@ -96,3 +96,22 @@ def test_planted_facet_walks_jumps_and_noise_and_errors():
         planted_facet_walks(min_length=1)
     with pytest.raises(ValueError, match="num_values"):
         planted_facet_walks(num_values=1)
+
+
+def test_every_prefix_rows_hold_the_same_pairs_with_one_target_each():
+    from keras_fame.data import every_prefix_rows
+
+    data = from_lists([[1, 2, 3, 4, 5, 6], [7, 8, 9], [3, 1, 4, 1, 5, 9, 2, 6]], num_items=9)
+    split = leave_one_out(data, max_len=4)
+    inputs, targets = every_prefix_rows(split.train_inputs, split.train_targets)
+    assert len(inputs) == split.num_train_positions
+    assert (np.count_nonzero(targets, axis=1) == 1).all() and (targets[:, -1] > 0).all()
+    expected = set()
+    for x, y in zip(split.train_inputs, split.train_targets):
+        for c in np.flatnonzero(y):
+            prefix = tuple(v for v in x[: c + 1] if v)
+            expected.add((prefix, int(y[c])))
+    got = {(tuple(v for v in x if v), int(y[-1])) for x, y in zip(inputs, targets)}
+    assert got == expected
+    # Left-padded, the newest item in the last column.
+    assert (inputs[:, -1] > 0).all()

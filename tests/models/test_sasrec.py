@@ -2,6 +2,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 from keras_fame import SASRec
 from keras_fame.data import TrainingBatches, from_lists, leave_one_out
@@ -45,3 +46,22 @@ def test_training_learns_a_deterministic_sequence():
 
     result = evaluate_model(model, split.test, exclude_history=False)
     assert result["hr@5"] > 0.9
+
+
+def test_backbone_recipe_options_round_trip_and_pass_to_fame(tmp_path):
+    from keras_fame import FAME
+
+    init = keras.initializers.RandomNormal(stddev=0.02)
+    model = SASRec(30, hidden_dim=8, num_heads=2, max_len=5, activation="gelu", intermediate_dim=32,
+                   kernel_initializer=init, layer_norm_epsilon=1e-12)
+    block = model.transformer_blocks[0]
+    assert block.activation == "gelu" and block.ffn_inner.units == 32
+    assert np.asarray(block.ffn_inner.kernel).std() == pytest.approx(0.02, rel=0.2)
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    x = np.array([[0, 1, 2, 3, 4]], "int32")
+    np.testing.assert_allclose(again.predict_on_batch(x), model.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+    assert again.transformer_blocks[0].activation == "gelu"
+    fame = FAME.from_sasrec(model, num_experts=2)
+    assert fame.transformer_blocks[0].activation == "gelu" and fame.layer_norm_epsilon == 1e-12
