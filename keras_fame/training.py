@@ -186,10 +186,12 @@ class TextStart:
             raise ValueError(f"text start mode {self.mode!r} is not 'pca' or 'facet'")
 
 
-def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbose=1, encoder=None):
+def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbose=1, encoder=None, save_pretrainer=None):
     """Reads item text, embeds it (cached) and builds the `[num_items + 1, d]` start table.
 
-    `encoder` is passed to `embed_texts` (default: all-MiniLM-L6-v2).
+    `encoder` is passed to `embed_texts` (default: all-MiniLM-L6-v2). With
+    `save_pretrainer` (a `.keras` path) the trained pre-trainer is saved
+    there, to embed items added later (`add_items_from_text`).
 
     Returns:
         `(table, report)`; the report holds the text statistics, the
@@ -212,7 +214,7 @@ def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbos
     if text_start.mode == "pca":
         table = pca_item_table(features, hidden_dim, whiten=text_start.whiten)
     else:
-        table, report["pretraining"] = pretrain_item_embeddings(
+        table, report["pretraining"], pretrainer = pretrain_item_embeddings(
             features,
             item_text.head_labels(num_heads),
             hidden_dim,
@@ -223,7 +225,11 @@ def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbos
             temperature=text_start.temperature,
             head_layers=text_start.head_layers,
             head_hidden_dim=text_start.head_hidden_dim,
+            return_model=True,
         )
+        if save_pretrainer:
+            pretrainer.save(save_pretrainer)
+            report["pretrainer"] = os.path.abspath(save_pretrainer)
     return table, report
 
 
@@ -317,7 +323,8 @@ def run_pipeline(
             heads = sasrec_heads or num_heads
             print(f"\n== Text start ({text_start.mode}, frozen={text_start.frozen}) for {data.num_items} items ==")
             table, results["text_start"] = text_item_table(
-                text_start, data.num_items, hidden_dim, heads, seed=seed, verbose=verbose, encoder=text_encoder
+                text_start, data.num_items, hidden_dim, heads, seed=seed, verbose=verbose, encoder=text_encoder,
+                save_pretrainer=os.path.join(output_dir, "pretrainer.keras"),
             )
             keras.utils.set_random_seed(seed)  # the sequence model starts as it would without the text stage
         sasrec = SASRec(

@@ -104,6 +104,17 @@ def test_text_pretraining_pipeline_on_a_tiny_bert(tmp_path):
     assert fame.item_embedding.item_content
     assert list((tmp_path / "cache").glob("text-embeddings-*.npy"))
 
+    # Cold start: new items from text, through the saved pre-trainer, with ID offset 0.
+    from keras_fame.pretraining import add_items_from_text, embed_texts
+
+    pretrainer = keras.saving.load_model(tmp_path / "out" / "pretrainer.keras", safe_mode=True)
+    new_texts = ["lego toy. Brand: Lego", "bandai toy. Brand: Bandai. Category: Category 1"]
+    grown = add_items_from_text(fame, pretrainer, new_texts, encoder=encoder)
+    assert grown.num_items == data.num_items + 2
+    expected = pretrainer.item_table(embed_texts(new_texts, encoder=encoder, verbose=0))
+    np.testing.assert_allclose(np.asarray(grown.item_embedding.item_table())[-2:], expected, rtol=1e-5, atol=1e-7)
+    assert np.abs(np.asarray(grown.item_embedding.item_embeddings)[-2:]).sum() == 0
+
 
 @pytest.mark.parametrize(
     "argv, message",
@@ -128,10 +139,26 @@ def test_text_pretrain_flag_end_to_end_with_minilm(tmp_path):
     out = tmp_path / "run"
     argv = ["--data-dir", str(tmp_path), "--output-dir", str(out), "--hidden-dim", "8", "--heads", "2", "--experts", "2",
             "--max-len", "10", "--epochs", "1", "--fame-epochs", "1", "--verbose", "0", "--text-pretrain",
-            "--pretrain-epochs", "1", "--text-cache-dir", str(tmp_path / "cache")]
+            "--pretrain-epochs", "1", "--text-cache-dir", str(tmp_path / "cache"), "--text-frozen"]
     assert cli.main("toys", argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["text_start"]["text_dim"] == 384 and results["config"]["text_start"]["mode"] == "facet"
+
+    # examples/add_items.py: new items from text into the model and a SavedModel export.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("add_items", os.path.join(os.path.dirname(__file__), "..", "examples", "add_items.py"))
+    add_items = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(add_items)
+    (tmp_path / "new.jsonl").write_text(json.dumps({"idgenrec_text": "lego toy", "brand": "Lego"}) + "\n")
+    argv = [str(out / "fame.keras"), str(out / "pretrainer.keras"), str(tmp_path / "new.jsonl"), "--out", str(tmp_path / "grown.keras")]
+    if keras.backend.backend() == "tensorflow":
+        argv += ["--export", str(tmp_path / "serving"), "--k", "5"]
+    assert add_items.main(argv) == 0
+    grown = keras.saving.load_model(tmp_path / "grown.keras", safe_mode=True)
+    assert grown.num_items == data.num_items + 1
+    if keras.backend.backend() == "tensorflow":
+        assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
 
 
 def test_backbone_recipe_flags_reach_the_models_and_results(tmp_path):

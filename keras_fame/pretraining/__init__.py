@@ -7,5 +7,5 @@ from keras_fame.pretraining.facet_contrastive_pretrainer import (
     nearest_neighbour_agreement,
     supervised_contrastive_loss,
 )
-from keras_fame.pretraining.item_tables import pca_item_table, pretrain_item_embeddings, with_padding_row
+from keras_fame.pretraining.item_tables import add_items_from_text, pca_item_table, pretrain_item_embeddings, with_padding_row
 from keras_fame.pretraining.text_encoder import embed_texts, load_minilm

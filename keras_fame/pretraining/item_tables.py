@@ -62,6 +62,7 @@ def pretrain_item_embeddings(
     learning_rate=1e-3,
     seed=0,
     verbose=1,
+    return_model=False,
     **pretrainer_kwargs,
 ):
     """Runs `FacetContrastivePretrainer` and returns the item table and a report.
@@ -75,10 +76,14 @@ def pretrain_item_embeddings(
         **pretrainer_kwargs: `FacetContrastivePretrainer` arguments
             (`temperature`, `head_layers`, `head_hidden_dim`, `output_std`, ...).
 
+        return_model: also return the trained pre-trainer (keep it to embed
+            items added later, `add_items_from_text`).
+
     Returns:
         `(table, report)`: float32 `[num_items + 1, d]` (row 0 zero) and a
         dict with the wall time, the per-epoch loss, and per head the
-        nearest-neighbour label agreement of its facet against chance.
+        nearest-neighbour label agreement of its facet against chance;
+        with `return_model`, `(table, report, pretrainer)`.
     """
     head_labels = np.asarray(head_labels)
     num_heads = head_labels.shape[1]
@@ -108,7 +113,36 @@ def pretrain_item_embeddings(
         "config": model.get_config(),
         "nearest_neighbour_label_agreement": agreement,
     }
-    return table, report
+    return (table, report, model) if return_model else (table, report)
+
+
+def add_items_from_text(model, pretrainer, texts, encoder=None, batch_size=128, verbose=0):
+    """Appends new items to a trained SASRec/FAME from their text alone (cold start).
+
+    The texts go through the same frozen encoder and the same trained
+    `FacetContrastivePretrainer` as the catalog, and the rows are appended
+    with `model.with_new_items`: with `item_content=True` they join the
+    frozen content table with ID offset 0, exactly like trained items that
+    were never seen. The new items get ids `model.num_items + 1, ...` in
+    order; export the result with `keras_fame.export_saved_model`.
+
+    Args:
+        model: a trained `SASRec`/`FAME` whose table came from `pretrainer`.
+        pretrainer: the trained `FacetContrastivePretrainer`.
+        texts: the new items' texts (`keras_fame.data.item_text.item_text_string`).
+        encoder: as in `embed_texts` (default all-MiniLM-L6-v2, as the pipeline).
+
+    Returns:
+        The grown model.
+    """
+    from keras_fame.pretraining.text_encoder import embed_texts
+
+    if pretrainer.num_heads * pretrainer.head_dim != model.hidden_dim:
+        raise ValueError(
+            f"the pre-trainer makes {pretrainer.num_heads} x {pretrainer.head_dim} dims, the model has {model.hidden_dim}"
+        )
+    features = embed_texts(list(texts), encoder=encoder, batch_size=batch_size, verbose=verbose)
+    return model.with_new_items(pretrainer.item_table(features))
 
 
 def _lazy_adam(learning_rate):
