@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import subprocess
 import sys
 
 
@@ -18,6 +19,13 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import keras
+
+    if keras.backend.backend() != "tensorflow":
+        # `python -m keras_fame.export` imports the package (and so keras) before this
+        # runs, with whatever KERAS_BACKEND the user has (e.g. jax): run again under
+        # TensorFlow, the backend the SavedModel export needs.
+        command = [sys.executable, "-m", "keras_fame.export", *(sys.argv[1:] if argv is None else argv)]
+        return subprocess.call(command, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
 
     import keras_fame  # noqa: F401  (registers the classes)
     from keras_fame.export import export_saved_model

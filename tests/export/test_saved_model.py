@@ -166,14 +166,18 @@ def test_versions_are_atomic_and_never_overwritten(fame, tmp_path):
         export_saved_model(fame, base, k=41)
 
 
-def test_sasrec_export_and_command_line(tmp_path):
+@pytest.mark.parametrize("user_backend", ["tensorflow", "jax"])
+def test_sasrec_export_and_command_line(tmp_path, user_backend):
+    # A JAX user's environment (KERAS_BACKEND=jax) must not break the export command.
+    if user_backend == "jax":
+        pytest.importorskip("jax")
     model = SASRec(NUM_ITEMS, hidden_dim=8, max_len=MAX_LEN)
     path = tmp_path / "sasrec.keras"
     model.save(path)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run(
         [sys.executable, "-m", "keras_fame.export", str(path), str(tmp_path / "serve"), "--k", "4"],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root),
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root, KERAS_BACKEND=user_backend),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     exported = proc.stdout.strip().splitlines()[-1]
