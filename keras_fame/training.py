@@ -67,13 +67,14 @@ def fit_with_early_stopping(
     loss=None,
     every_prefix=False,
 ):
-    """Trains `model` with `fit` until validation NDCG@10 stops improving.
+    """Trains `model` with `fit` until the validation `monitor` stops improving.
 
-    The best epoch's weights are restored. `loss` defaults to the model's
-    (full-softmax CE); pass e.g. `MaskedSoftmaxCrossEntropy(excluded_items=...)`.
-    `every_prefix=True` trains on one row per (prefix, next item) pair with
-    the loss at the last position (`keras_fame.data.every_prefix_rows`). Returns a dict with the epochs
+    The best epoch's weights are restored. Returns a dict with the epochs
     run, the best epoch, its validation metrics and per-epoch seconds.
+    `loss` defaults to the model's (full-softmax CE); pass e.g.
+    `MaskedSoftmaxCrossEntropy(excluded_items=...)`. `every_prefix=True`
+    trains on one row per (prefix, next item) pair with the loss at the last
+    position (`keras_fame.data.every_prefix_rows`).
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999), loss=loss)
     inputs, targets = split.train_inputs, split.train_targets
