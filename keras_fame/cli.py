@@ -102,6 +102,10 @@ def main(dataset, argv=None):
     text.add_argument("--pretrain-temperature", type=float, default=0.1)
     text.add_argument("--pretrain-head-layers", type=int, default=1, help="hidden layers per projection head")
     text.add_argument("--pca-whiten", action="store_true", help="PCA start: equalise the components' variances")
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        help="same seed, machine and backend give the same metrics (TF op determinism; slower)",
+    )
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     if args.w_f_gain is not None and args.w_f_init != "identity":
@@ -174,6 +178,7 @@ def main(dataset, argv=None):
         backbone=_backbone_options(args),
         every_prefix=args.every_prefix,
         monitor=f"val_{args.monitor}",
+        deterministic=args.deterministic,
     )
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 from keras_fame.data import TrainingBatches, every_prefix_rows, leave_one_out, read_sequences
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model
 from keras_fame.models import FAME, SASRec
+from keras_fame.utils import set_deterministic
 
 # Paper Table 2, FAME row (HR@5, HR@10, HR@20, NDCG@5, NDCG@10, NDCG@20).
 PAPER_FAME = {
@@ -263,6 +264,7 @@ def run_pipeline(
     backbone=None,
     every_prefix=False,
     monitor="val_ndcg@10",
+    deterministic=False,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
@@ -278,7 +280,11 @@ def run_pipeline(
     constructor arguments (`activation`, `intermediate_dim`,
     `kernel_initializer`, `layer_norm_epsilon`), which FAME inherits;
     `every_prefix` and `monitor` go to `fit_with_early_stopping`.
+    `deterministic` turns on `keras_fame.utils.set_deterministic` (same seed,
+    machine and backend -> the same metrics).
     """
+    if deterministic:
+        set_deterministic(seed)
     keras.utils.set_random_seed(seed)
     os.makedirs(output_dir, exist_ok=True)
     data = read_sequences(sequence_file)
@@ -304,6 +310,7 @@ def run_pipeline(
             "backbone": dict(backbone or {}),
             "every_prefix": every_prefix,
             "monitor": monitor,
+            "deterministic": deterministic,
         },
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),

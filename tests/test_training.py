@@ -176,3 +176,26 @@ def test_backbone_recipe_flags_reach_the_models_and_results(tmp_path):
     assert config["every_prefix"] is True and config["monitor"] == "val_ndcg@20"
     fame = keras.saving.load_model(out / "fame.keras", safe_mode=True)
     assert fame.transformer_blocks[0].activation == "gelu" and fame.intermediate_dim == 32
+
+
+def test_deterministic_mode_gives_identical_metrics_twice(tmp_path):
+    """Two fresh processes, same seed, --deterministic: the same test metrics to the last digit."""
+    import subprocess
+    import sys
+
+    data, _ = planted_facets(num_users=150, max_length=10, seed=1)
+    os.makedirs(tmp_path / "toys")
+    write_sequences(str(tmp_path / "toys" / "Toys_and_Games.txt"), data)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    results = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        command = [sys.executable, os.path.join(root, "examples", "train_toys.py"), "--data-dir", str(tmp_path),
+                   "--output-dir", str(out), "--hidden-dim", "8", "--heads", "2", "--experts", "2", "--max-len", "10",
+                   "--epochs", "2", "--fame-epochs", "2", "--verbose", "0", "--seed", "3", "--deterministic"]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=root))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(json.loads((out / "results.json").read_text()))
+    for stage in ("sasrec", "fame"):
+        assert results[0][stage]["test"] == results[1][stage]["test"]
+    assert results[0]["config"]["deterministic"] is True

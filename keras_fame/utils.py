@@ -1,0 +1,24 @@
+"""Run-level settings shared by the pipeline and the experiments."""
+
+import os
+
+import keras
+
+
+def set_deterministic(seed):
+    """Seeds every generator and, on TensorFlow, turns on op determinism.
+
+    With it, the same seed on the same machine and backend gives the same
+    weights and metrics: `keras.utils.set_random_seed` seeds Python, numpy
+    and the backend; `tf.config.experimental.enable_op_determinism()` makes
+    TensorFlow's kernels (e.g. multi-threaded reductions, scatter-adds in
+    gradients) run deterministically, at some cost in speed. JAX on CPU is
+    deterministic given its PRNG keys, which Keras derives from the seed.
+    Data order is already fixed by the pipelines' own seeded generators.
+    """
+    keras.utils.set_random_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
