@@ -40,6 +40,14 @@ PLANS = {
 }
 
 
+# The random-start runs of sessions 1-3 (another 2-core machine, same code path and defaults:
+# SASRec dropout 0.3, FAME H=2 N=4 dropout 0.5, W_f identity), shown as a baseline by `summary`.
+EARLIER_RANDOM_START = {
+    "toys": ["toys_fame_h2n4_do0.5_wfidH", "toys_seed1", "toys_seed2"],
+    "beauty": ["beauty_fame_h2n4_do0.5_wfidH", "beauty_seed1"],
+}
+
+
 def run_key(dataset, flags, seed):
     digest = hashlib.sha1(json.dumps([dataset, list(flags), int(seed)]).encode()).hexdigest()[:10]
     return f"{dataset}-seed{seed}-{digest}"
@@ -97,6 +105,13 @@ def load_results():
 def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=("exclude_history", "all_items")):
     """Markdown tables: mean ± std (n) and each seed, per dataset, configuration, model, protocol."""
     groups = {}
+    for dataset, names in EARLIER_RANDOM_START.items():
+        for name in names:
+            with open(os.path.join(ROOT, "results", "runs", f"{name}.json")) as f:
+                r = json.load(f)
+            for model in ("sasrec", "fame"):
+                key = (dataset, "random (sessions 1-3)", model)
+                groups.setdefault(key, []).append((r["config"]["seed"], r[model]["test"], r))
     for r in load_results():
         info = r.get("multi_seed", {})
         if PLANS[plan].get(info.get("plan_configuration")) != info.get("flags"):
@@ -109,7 +124,8 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
     for protocol in protocols:
         lines += [f"\n### Test, {protocol}\n", "| dataset | start | model | seeds | " + " | ".join(metrics) + " |",
                   "|---|---|---|---|" + "---|" * len(metrics)]
-        for (dataset, config, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], list(PLANS[plan]).index(kv[0][1]), kv[0][2] != "sasrec")):
+        order = ["random (sessions 1-3)", *PLANS[plan]]
+        for (dataset, config, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]), kv[0][2] != "sasrec")):
             runs = sorted(runs, key=lambda run: run[0])
             cells = []
             for m in metrics:
