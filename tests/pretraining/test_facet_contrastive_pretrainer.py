@@ -130,7 +130,11 @@ def test_pretrainer_config_and_keras_round_trip(tmp_path):
     model = FacetContrastivePretrainer(num_heads=2, head_dim=4, head_hidden_dim=8, head_layers=2, temperature=0.2)
     model.adapt(features[1:])
     model.compile()
-    model.fit(FacetBatches(features, labels, batch_size=32, steps_per_epoch=4), epochs=1, verbose=0)
+    batches = FacetBatches(features, labels, batch_size=32, steps_per_epoch=4)
+    first_epoch = batches[0][0]["text"].copy()
+    model.fit(batches, epochs=2, verbose=0)
+    assert batches.epoch >= 2  # Keras calls on_epoch_end: every epoch draws new batches
+    assert not np.array_equal(batches[0][0]["text"], first_epoch)
     clone = FacetContrastivePretrainer.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     path = os.path.join(tmp_path, "pretrainer.keras")
