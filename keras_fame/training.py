@@ -18,7 +18,7 @@ import numpy as np
 from keras_fame.data import TrainingBatches, every_prefix_rows, leave_one_out, read_sequences
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model
 from keras_fame.models import FAME, SASRec
-from keras_fame.utils import set_deterministic
+from keras_fame.utils import save_model_atomic, set_deterministic
 
 # Paper Table 2, FAME row (HR@5, HR@10, HR@20, NDCG@5, NDCG@10, NDCG@20).
 PAPER_FAME = {
@@ -230,7 +230,7 @@ def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbos
             return_model=True,
         )
         if save_pretrainer:
-            pretrainer.save(save_pretrainer)
+            save_model_atomic(pretrainer, save_pretrainer)
             report["pretrainer"] = os.path.abspath(save_pretrainer)
     return table, report
 
@@ -353,7 +353,7 @@ def run_pipeline(
                 monitor=monitor, every_prefix=every_prefix,
             )
         }
-        sasrec.save(os.path.join(output_dir, "sasrec.keras"))
+        save_model_atomic(sasrec, os.path.join(output_dir, "sasrec.keras"))
     results["sasrec"]["test"] = evaluate_test_set(sasrec, split)
     save_results()
     rows = {"SASRec (ours, exclude history)": results["sasrec"]["test"]["exclude_history"]}
@@ -385,7 +385,7 @@ def run_pipeline(
             monitor=monitor, every_prefix=every_prefix,
         )
         results["fame"]["test"] = evaluate_test_set(fame, split)
-        fame.save(os.path.join(output_dir, "fame.keras"))
+        save_model_atomic(fame, os.path.join(output_dir, "fame.keras"))
         save_results()
         rows[f"FAME H={num_heads} N={num_experts} (exclude hist.)"] = results["fame"]["test"]["exclude_history"]
         rows[f"FAME H={num_heads} N={num_experts} (all items)"] = results["fame"]["test"]["all_items"]

@@ -22,3 +22,21 @@ def set_deterministic(seed):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def save_model_atomic(model, path):
+    """`model.save(path)` through a temporary file beside it, then a rename.
+
+    A kill during the save leaves the previous file under `path` intact
+    (or no file), never a half-written `.keras` archive.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

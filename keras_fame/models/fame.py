@@ -26,8 +26,11 @@ class FAME(SequentialRecommender):
     Args:
         num_items: int, `|V|`; ids `1..num_items`, 0 = padding.
         hidden_dim: int, `d`; divisible by `num_heads`.
-        num_heads: int, `H` (facets) of the MoE block.
-        num_experts: int, `N` query experts per head.
+        num_heads: int, `H` (facets) of the MoE block (default 4; alias
+            `heads`).
+        num_experts: int, `N` query experts per head (default 8; alias
+            `experts`). Giving both a name and its alias with different
+            values raises `ValueError`.
         num_blocks: int, `B`, counting the MoE block.
         max_len: int, `L`.
         dropout: float, on embeddings, residual branches and attention.
@@ -76,8 +79,8 @@ class FAME(SequentialRecommender):
         self,
         num_items,
         hidden_dim=64,
-        num_heads=4,
-        num_experts=8,
+        num_heads=None,
+        num_experts=None,
         num_blocks=2,
         max_len=50,
         dropout=0.2,
@@ -94,8 +97,8 @@ class FAME(SequentialRecommender):
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
-        num_heads = heads if heads is not None else num_heads
-        num_experts = experts if experts is not None else num_experts
+        num_heads = _alias("num_heads", num_heads, "heads", heads, default=4)
+        num_experts = _alias("num_experts", num_experts, "experts", experts, default=8)
         if num_blocks < 1:
             raise ValueError(f"num_blocks={num_blocks}: FAME needs at least the MoE block")
         if hidden_dim % num_heads:
@@ -217,3 +220,12 @@ class FAME(SequentialRecommender):
             dst.key_bias.assign(np.asarray(src.key_bias).reshape(H, e))
             dst.value_bias.assign(np.asarray(src.value_bias).reshape(H, e))
         return fame
+
+
+def _alias(name, value, alias, alias_value, default):
+    if value is not None and alias_value is not None and int(value) != int(alias_value):
+        raise ValueError(f"{name}={value} and its alias {alias}={alias_value} disagree: give one of them")
+    for given in (value, alias_value):
+        if given is not None:
+            return int(given)
+    return default

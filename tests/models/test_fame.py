@@ -164,3 +164,15 @@ def test_from_sasrec_with_other_head_count_keeps_the_copied_blocks_exact():
     np.testing.assert_allclose(first_block(fame), first_block(sasrec), atol=1e-6)
     assert fame.get_config()["block_heads"] == 1
     assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fame)).transformer_blocks[0].num_heads == 1
+
+
+def test_aliases_heads_experts_and_conflicts():
+    model = FAME(20, hidden_dim=8, heads=2, experts=3, max_len=4)
+    assert (model.num_heads, model.num_experts) == (2, 3)
+    assert FAME(20, hidden_dim=8, num_heads=2, heads=2, max_len=4).num_heads == 2
+    default = FAME(20, hidden_dim=8, max_len=4)
+    assert (default.num_heads, default.num_experts) == (4, 8)
+    with pytest.raises(ValueError, match="num_heads=4 and its alias heads=2 disagree"):
+        FAME(20, hidden_dim=8, num_heads=4, heads=2)
+    with pytest.raises(ValueError, match="num_experts=2 and its alias experts=3 disagree"):
+        FAME(20, hidden_dim=8, num_experts=2, experts=3)
