@@ -53,6 +53,29 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+class NonFiniteLossGuard(keras.callbacks.TerminateOnNaN):
+    """`TerminateOnNaN` that remembers where: the epoch and batch of the first non-finite loss.
+
+    Keras' callback stops training silently (a log line); the pipeline then
+    raises `FloatingPointError` naming the stage and epoch instead of
+    evaluating and saving a broken model.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)) and self.where is None:
+            self.where = (self._epoch + 1, batch + 1, float(loss))
+        super().on_batch_end(batch, logs)
+
+
 def fit_with_early_stopping(
     model,
     split,
@@ -67,6 +90,7 @@ def fit_with_early_stopping(
     monitor="val_ndcg@10",
     loss=None,
     every_prefix=False,
+    stage="training",
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -75,7 +99,9 @@ def fit_with_early_stopping(
     `loss` defaults to the model's (full-softmax CE); pass e.g.
     `MaskedSoftmaxCrossEntropy(excluded_items=...)`. `every_prefix=True`
     trains on one row per (prefix, next item) pair with the loss at the last
-    position (`keras_fame.data.every_prefix_rows`).
+    position (`keras_fame.data.every_prefix_rows`). A NaN or infinite loss
+    stops training and raises `FloatingPointError` naming `stage` and the
+    epoch.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999), loss=loss)
     inputs, targets = split.train_inputs, split.train_targets
@@ -89,9 +115,16 @@ def fit_with_early_stopping(
     stopper = keras.callbacks.EarlyStopping(
         monitor=monitor, mode="max", patience=patience, restore_best_weights=True, verbose=verbose
     )
+    guard = NonFiniteLossGuard()
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, callbacks=[timer, evaluation, stopper], verbose=verbose)
+    model.fit(batches, epochs=epochs, callbacks=[guard, timer, evaluation, stopper], verbose=verbose)
     wall = time.perf_counter() - start
+    if guard.where is not None:
+        epoch, batch, value = guard.where
+        raise FloatingPointError(
+            f"{stage}: the training loss became {value} at epoch {epoch}, batch {batch}; training stopped "
+            "(lower the learning rate, or check the data and the item table)"
+        )
     best_epoch, best = max(evaluation.history, key=lambda item: item[1][monitor.removeprefix("val_")])
     return {
         "epochs_run": len(timer.seconds),
@@ -350,7 +383,7 @@ def run_pipeline(
         results["sasrec"] = {
             "training": fit_with_early_stopping(
                 sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
-                monitor=monitor, every_prefix=every_prefix,
+                monitor=monitor, every_prefix=every_prefix, stage="SASRec",
             )
         }
         save_model_atomic(sasrec, os.path.join(output_dir, "sasrec.keras"))
@@ -382,7 +415,7 @@ def run_pipeline(
         print(f"\n== FAME (H={num_heads}, N={num_experts}) fine-tuned from SASRec ==")
         results["fame"]["training"] = fit_with_early_stopping(
             fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
-            monitor=monitor, every_prefix=every_prefix,
+            monitor=monitor, every_prefix=every_prefix, stage="FAME",
         )
         results["fame"]["test"] = evaluate_test_set(fame, split)
         save_model_atomic(fame, os.path.join(output_dir, "fame.keras"))

@@ -201,3 +201,19 @@ def test_deterministic_mode_gives_identical_metrics_twice(tmp_path):
     for stage in ("sasrec", "fame"):
         assert results[0][stage]["test"] == results[1][stage]["test"]
     assert results[0]["config"]["deterministic"] is True
+
+
+def test_a_nan_loss_stops_training_and_names_the_stage_and_epoch():
+    from keras_fame import SASRec
+    from keras_fame.data import leave_one_out
+    from keras_fame.training import fit_with_early_stopping
+
+    data, _ = planted_facets(num_users=60, max_length=8, seed=0)
+    split = leave_one_out(data, max_len=8)
+    model = SASRec(data.num_items, hidden_dim=8, max_len=8)
+
+    def poisoned(y_true, y_pred):
+        return keras.ops.mean(y_pred) * np.nan
+
+    with pytest.raises(FloatingPointError, match=r"SASRec: the training loss became nan at epoch 1, batch 1"):
+        fit_with_early_stopping(model, split, epochs=3, batch_size=1024, verbose=0, loss=poisoned, stage="SASRec")
