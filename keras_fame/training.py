@@ -53,27 +53,31 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-class NonFiniteLossGuard(keras.callbacks.TerminateOnNaN):
-    """`TerminateOnNaN` that remembers where: the epoch and batch of the first non-finite loss.
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops training at the first NaN/inf loss with an error naming the stage, epoch and batch.
 
-    Keras' callback stops training silently (a log line); the pipeline then
-    raises `FloatingPointError` naming the stage and epoch instead of
-    evaluating and saving a broken model.
+    Keras' `TerminateOnNaN` only sets `stop_training` and logs a line; the
+    epoch-end callbacks (our validation) then still run on broken weights.
+    This raises `FloatingPointError` at the batch itself, so nothing is
+    evaluated or saved from a diverged model.
     """
 
-    def __init__(self):
+    def __init__(self, stage="training"):
         super().__init__()
-        self.where = None
+        self.stage = stage
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
-    def on_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)) and self.where is None:
-            self.where = (self._epoch + 1, batch + 1, float(loss))
-        super().on_batch_end(batch, logs)
+        if loss is not None and not np.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise FloatingPointError(
+                f"{self.stage}: the training loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}; "
+                "training stopped (lower the learning rate, or check the data and the item table)"
+            )
 
 
 def fit_with_early_stopping(
@@ -115,16 +119,10 @@ def fit_with_early_stopping(
     stopper = keras.callbacks.EarlyStopping(
         monitor=monitor, mode="max", patience=patience, restore_best_weights=True, verbose=verbose
     )
-    guard = NonFiniteLossGuard()
+    guard = NonFiniteLossGuard(stage)
     start = time.perf_counter()
     model.fit(batches, epochs=epochs, callbacks=[guard, timer, evaluation, stopper], verbose=verbose)
     wall = time.perf_counter() - start
-    if guard.where is not None:
-        epoch, batch, value = guard.where
-        raise FloatingPointError(
-            f"{stage}: the training loss became {value} at epoch {epoch}, batch {batch}; training stopped "
-            "(lower the learning rate, or check the data and the item table)"
-        )
     best_epoch, best = max(evaluation.history, key=lambda item: item[1][monitor.removeprefix("val_")])
     return {
         "epochs_run": len(timer.seconds),
