@@ -83,8 +83,33 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
     return result
 
 
+def summary(out_dir):
+    """A markdown table of every finished variant (cold / warm / all users, exclude_history)."""
+    rows = []
+    for name in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(out_dir, name)) as f:
+                rows.append(json.load(f))
+    rows.sort(key=lambda r: (r["dataset"], r["seed"], VARIANTS.index(r["variant"])))
+    lines = [
+        "| data | seed | variant | cold users NDCG@10 / HR@10 | warm users NDCG@10 / HR@10 | all users NDCG@10 / HR@10 | held-out rows unchanged |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r['test'][g]['ndcg@10']:.4f} / {r['test'][g]['hr@10']:.4f}" for g in ("cold", "warm", "all")]
+        unchanged = r.get("held_out_rows_unchanged", "n/a")
+        lines.append(f"| {r['dataset']} | {r['seed']} | {r['variant']} | " + " | ".join(cells) + f" | {unchanged} |")
+    if rows:
+        r = rows[0]
+        lines.append(
+            f"\n{r['held_out_items']} held-out items ({r['fraction']:.0%}); {r['cold_users']} cold and {r['warm_users']} warm test users."
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--summary", action="store_true", help="print the table of finished variants and exit")
     parser.add_argument("--dataset", choices=("toys", "beauty"), default="toys")
     parser.add_argument("--data-dir")
     parser.add_argument("--seed", type=int, default=0)
@@ -95,6 +120,9 @@ def main(argv=None):
     parser.add_argument("--out-dir", default=os.path.join(ROOT, "results", "cold_start"))
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(args.out_dir))
+        return 0
 
     path = find_sequence_file(args.dataset, args.data_dir)
     if path is None:
