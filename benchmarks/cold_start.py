@@ -16,7 +16,10 @@ items (exclude_history). Variants, all SASRec with the package defaults:
   held-out rows get no gradient and stay at their text start;
 - `pca_frozen` / `facet_frozen`: frozen text table (PCA or
   `FacetContrastivePretrainer`) plus a learned per-item ID offset, which is
-  0 for the held-out items (`item_content=True`).
+  0 for the held-out items (`item_content=True`);
+- `facet_bounded`: `facet_frozen` with each offset row's L2 norm bounded by
+  the mean norm of the text rows (`offset_max_norm`), so trained items stay
+  near their text and content-only items compete on the same footing.
 
 Each variant's result is written to `results/cold_start/<dataset>-seed<seed>-<variant>.json`
 as soon as it finishes; a rerun skips finished variants.
@@ -42,7 +45,7 @@ from keras_fame.losses import MaskedSoftmaxCrossEntropy  # noqa: E402
 from keras_fame.training import TextStart, fit_with_early_stopping, machine_description, text_item_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("popularity", "id_only", "pca_start", "pca_frozen", "facet_frozen")
+VARIANTS = ("popularity", "id_only", "pca_start", "pca_frozen", "facet_frozen", "facet_bounded")
 
 
 def evaluate_groups(score_fn, test, hidden):
@@ -59,14 +62,19 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
         return {"test": evaluate_groups(lambda x: np.tile(scores, (len(x), 1)), split.test, hidden)}
     keras.utils.set_random_seed(seed)
     table, report = None, None
+    frozen = variant.endswith(("frozen", "bounded"))
+    bound = None
     if variant != "id_only":
         mode = "facet" if variant.startswith("facet") else "pca"
-        text_start = TextStart(mode=mode, item_text_file=item_text_file, frozen=variant.endswith("frozen"))
+        text_start = TextStart(mode=mode, item_text_file=item_text_file, frozen=frozen)
         table, report = text_item_table(text_start, split.num_items, 64, 2, seed=seed, verbose=verbose)
+        if variant.endswith("bounded"):
+            bound = float(np.linalg.norm(table[1:], axis=1).mean())
+            report["offset_max_norm"] = bound
         keras.utils.set_random_seed(seed)
     model = SASRec(
-        split.num_items, hidden_dim=64, num_heads=2, dropout=0.3, item_content=variant.endswith("frozen"),
-        item_embeddings=table,
+        split.num_items, hidden_dim=64, num_heads=2, dropout=0.3, item_content=frozen, item_embeddings=table,
+        offset_max_norm=bound,
     )
     before = np.asarray(model.item_embedding.item_table())[hidden].copy()
     loss = MaskedSoftmaxCrossEntropy(excluded_items=hidden.tolist())

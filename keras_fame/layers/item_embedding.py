@@ -27,7 +27,12 @@ class ItemEmbedding(keras.layers.Layer):
     learned per-item ID offset. An item that never gets gradient (a cold
     item, masked out of the training softmax) keeps offset 0 and is scored
     from its content alone; new items can be appended from their content
-    (`SequentialRecommender.with_new_items`).
+    (`SequentialRecommender.with_new_items`). With a free offset, trained
+    items drift far from their content and an offset-0 item cannot compete
+    (measured: cold items never reach the top 10, `results/README.md`);
+    `offset_max_norm` bounds each offset row's L2 norm (a bounded per-item
+    delta around the content, as in "Let It Go? Not Quite", RecSys'25), so
+    content-only items are scored on the same footing.
 
     Args:
         num_items: int, `|V|`; ids are `1..num_items`.
@@ -38,6 +43,8 @@ class ItemEmbedding(keras.layers.Layer):
         embeddings_initializer: initializer for both tables (with
             `item_content`, the item offsets start at zero regardless).
         item_content: bool, add the frozen content table (see above).
+        offset_max_norm: optional float, with `item_content`: the largest
+            L2 norm of an item's offset row (rows are rescaled to it).
 
     Call arguments:
         item_ids: int tensor `[batch, seq]`, 0 = padding.
@@ -64,15 +71,19 @@ class ItemEmbedding(keras.layers.Layer):
         layer_norm_epsilon=1e-8,
         embeddings_initializer=None,
         item_content=False,
+        offset_max_norm=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if offset_max_norm is not None and not item_content:
+            raise ValueError("offset_max_norm bounds the ID offset of item_content=True; the table has no offset")
         self.num_items = int(num_items)
         self.hidden_dim = int(hidden_dim)
         self.max_len = int(max_len)
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.item_content = bool(item_content)
+        self.offset_max_norm = None if offset_max_norm is None else float(offset_max_norm)
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
         )
@@ -113,6 +124,9 @@ class ItemEmbedding(keras.layers.Layer):
     def item_table(self):
         """The `[num_items + 1, d]` table the model embeds and scores with."""
         table = ops.convert_to_tensor(self.item_embeddings)
+        if self.offset_max_norm is not None:
+            norms = ops.sqrt(ops.sum(ops.square(table), axis=-1, keepdims=True))
+            table = table * ops.minimum(1.0, self.offset_max_norm / ops.maximum(norms, 1e-12))
         if self.item_content:
             table = table + ops.convert_to_tensor(self.content_embeddings)
         return table
@@ -137,6 +151,7 @@ class ItemEmbedding(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
             "item_content": self.item_content,
+            "offset_max_norm": self.offset_max_norm,
         }
 
 

@@ -44,6 +44,8 @@ class FAME(SequentialRecommender):
             `pretrain_item_embeddings`): the start of the trainable table,
             or with `item_content` the frozen content. Not part of the
             config: the weights carry it.
+        offset_max_norm: optional float: with `item_content`, the largest
+            L2 norm of an item's ID offset (a bounded delta, for cold start).
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -92,6 +94,7 @@ class FAME(SequentialRecommender):
         experts=None,
         item_content=False,
         item_embeddings=None,
+        offset_max_norm=None,
         activation="relu",
         kernel_initializer="glorot_uniform",
         **kwargs,
@@ -107,7 +110,7 @@ class FAME(SequentialRecommender):
 
         # === Layers ===
         self.item_embedding = self._make_embedding(
-            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content
+            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm
         )
         block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
@@ -150,6 +153,7 @@ class FAME(SequentialRecommender):
             block_heads=block_heads,
             item_projection_initializer=keras.initializers.serialize(self.facet_head.item_projection_initializer),
             item_content=bool(item_content),
+            offset_max_norm=None if offset_max_norm is None else float(offset_max_norm),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )
@@ -197,6 +201,7 @@ class FAME(SequentialRecommender):
             layer_norm_epsilon=sasrec.layer_norm_epsilon,
             block_heads=sasrec.num_heads,
             item_content=sasrec.item_embedding.item_content,
+            offset_max_norm=sasrec.item_embedding.offset_max_norm,
             activation=sasrec.activation,
             kernel_initializer=sasrec.kernel_initializer,
             **kwargs,

@@ -31,6 +31,8 @@ class SASRec(SequentialRecommender):
             `pretrain_item_embeddings`): the start of the trainable table,
             or with `item_content` the frozen content. Not part of the
             config: the weights carry it.
+        offset_max_norm: optional float: with `item_content`, the largest
+            L2 norm of an item's ID offset (a bounded delta, for cold start).
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -64,13 +66,14 @@ class SASRec(SequentialRecommender):
         layer_norm_epsilon=1e-8,
         item_content=False,
         item_embeddings=None,
+        offset_max_norm=None,
         activation="relu",
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
         # === Layers ===
         self.item_embedding = self._make_embedding(
-            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content
+            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm
         )
         self.transformer_blocks = self._make_blocks(
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
@@ -96,6 +99,7 @@ class SASRec(SequentialRecommender):
             intermediate_dim=int(intermediate_dim or hidden_dim),
             layer_norm_epsilon=float(layer_norm_epsilon),
             item_content=bool(item_content),
+            offset_max_norm=None if offset_max_norm is None else float(offset_max_norm),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )

@@ -62,7 +62,9 @@ class SequentialRecommender(keras.Model):
             for i in range(count)
         ]
 
-    def _make_embedding(self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False):
+    def _make_embedding(
+        self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False, offset_max_norm=None
+    ):
         return ItemEmbedding(
             num_items=num_items,
             hidden_dim=hidden_dim,
@@ -70,6 +72,7 @@ class SequentialRecommender(keras.Model):
             dropout=dropout,
             layer_norm_epsilon=layer_norm_epsilon,
             item_content=item_content,
+            offset_max_norm=offset_max_norm,
             name="item_embedding",
         )
 

@@ -136,3 +136,23 @@ def test_new_items_from_content_appear_in_recommend_and_in_the_export(tmp_path):
         np.testing.assert_array_equal(served["item_ids"].numpy(), after["item_ids"])
     with pytest.raises(ValueError, match="content_rows"):
         model.with_new_items(np.zeros((2, D + 1)))
+
+
+def test_offset_max_norm_bounds_every_offset_row():
+    model = SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, item_content=True, item_embeddings=_table(), offset_max_norm=0.05)
+    layer = model.item_embedding
+    offsets = np.random.default_rng(1).normal(scale=0.2, size=(NUM_ITEMS + 1, D)).astype("float32")
+    offsets[3] = 0.01  # a small row is left as it is
+    layer.item_embeddings.assign(offsets)
+    effective = np.asarray(layer.item_table()) - np.asarray(layer.content_embeddings)
+    norms = np.linalg.norm(effective, axis=1)
+    assert norms.max() == pytest.approx(0.05, rel=1e-4)
+    np.testing.assert_allclose(effective[3], offsets[3], rtol=1e-6)
+    big = np.linalg.norm(offsets, axis=1) > 0.05
+    np.testing.assert_allclose(effective[big] / norms[big, None], offsets[big] / np.linalg.norm(offsets[big], axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    x = np.random.default_rng(0).integers(1, NUM_ITEMS + 1, (8, 5)).astype("int32")
+    model.compile()
+    model.fit(x, np.roll(x, -1, axis=1), epochs=1, verbose=0)  # trains through the bound
+    assert FAME.from_sasrec(model, num_heads=2, num_experts=2).item_embedding.offset_max_norm == 0.05
+    with pytest.raises(ValueError, match="offset_max_norm"):
+        SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, offset_max_norm=0.05)
