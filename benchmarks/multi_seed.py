@@ -130,9 +130,11 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
             cells = []
             for m in metrics:
                 values = np.array([run[1][protocol][m] for run in runs])
-                std = values.std(ddof=1) if len(values) > 1 else float("nan")
+                if len(values) == 1:
+                    cells.append(f"{values[0]:.4f} (one seed)")
+                    continue
                 each = ", ".join(f"{v:.4f}" for v in values)
-                cells.append(f"{values.mean():.4f} ± {std:.4f} ({each})")
+                cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f} ({each})")
             seeds = ",".join(str(run[0]) for run in runs)
             label = "SASRec" if model == "sasrec" else "FAME"
             lines.append(f"| {dataset} | {config} | {label} | {seeds} | " + " | ".join(cells) + " |")
