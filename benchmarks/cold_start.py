@@ -157,7 +157,8 @@ def main(argv=None):
             dataset=args.dataset, seed=args.seed, variant=variant, fraction=args.fraction,
             held_out_items=len(hidden), cold_users=len(cold), warm_users=len(warm),
             wall_seconds=time.perf_counter() - start, machine=machine_description(),
-            command=f"python benchmarks/cold_start.py --dataset {args.dataset} --seed {args.seed}",
+            command=f"python benchmarks/cold_start.py --dataset {args.dataset} --seed {args.seed} --variants {variant} "
+            f"--epochs {args.epochs} --patience {args.patience}",
         )
         tmp = out + ".tmp"
         with open(tmp, "w") as f:
