@@ -18,7 +18,7 @@ import numpy as np
 from keras_fame.data import TrainingBatches, every_prefix_rows, leave_one_out, read_sequences
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model
 from keras_fame.models import FAME, SASRec
-from keras_fame.utils import save_model_atomic, set_deterministic
+from keras_fame.utils import replace_atomically, save_model_atomic, set_deterministic
 
 # Paper Table 2, FAME row (HR@5, HR@10, HR@20, NDCG@5, NDCG@10, NDCG@20).
 PAPER_FAME = {
@@ -134,11 +134,13 @@ def fit_with_early_stopping(
 
 
 def write_json_atomic(path, obj):
-    """JSON to a temporary file beside `path`, then renamed over it (never half-written)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    """JSON through `replace_atomically` (never a half-written file under `path`)."""
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, default=_json_default)
+
+    replace_atomically(path, write)
 
 
 def _json_default(value):

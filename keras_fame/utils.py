@@ -24,19 +24,26 @@ def set_deterministic(seed):
         tf.config.experimental.enable_op_determinism()
 
 
-def save_model_atomic(model, path):
-    """`model.save(path)` through a temporary file beside it, then a rename.
+def replace_atomically(path, write, suffix=""):
+    """Calls `write(tmp)` for a temporary file beside `path`, then renames it over `path`.
 
-    A kill during the save leaves the previous file under `path` intact
-    (or no file), never a half-written `.keras` archive.
+    A kill during the write leaves the previous file under `path` intact (or
+    no file), never a half-written one; the temporary file is removed if
+    `write` fails. `suffix` ends the temporary name, for writers that insist
+    on an extension (`.keras`, `.npy`).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}.keras")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}{suffix}")
     try:
-        model.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_model_atomic(model, path):
+    """`model.save(path)` through `replace_atomically` (never a half-written `.keras` archive)."""
+    replace_atomically(path, model.save, suffix=".keras")

@@ -7,8 +7,9 @@ Nothing in the package downloads at import or training time: call these (or
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
+
+from keras_fame.utils import replace_atomically
 
 AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
 SOURCES = {
@@ -36,20 +37,17 @@ def fetch(url, destination, sha256=None, timeout=60):
     """
     if os.path.exists(destination):
         return destination
-    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(destination)), suffix=".part")
-    try:
+
+    def download(tmp):
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
         if sha256 is not None and digest.hexdigest() != sha256:
             raise IOError(f"{url}: sha256 {digest.hexdigest()} != expected {sha256}")
-        os.replace(tmp, destination)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    replace_atomically(destination, download, suffix=".part")
     return destination
 
 

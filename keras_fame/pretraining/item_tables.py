@@ -13,6 +13,7 @@ import numpy as np
 from keras_fame.pretraining.facet_contrastive_pretrainer import (
     FacetBatches,
     FacetContrastivePretrainer,
+    LazyAdam,
     nearest_neighbour_agreement,
 )
 
@@ -73,11 +74,10 @@ def pretrain_item_embeddings(
         hidden_dim: `d` of the sequence model; `d' = d / H`.
         epochs, batch_size, learning_rate, seed: of the `fit`.
         verbose: passed to `fit`.
-        **pretrainer_kwargs: `FacetContrastivePretrainer` arguments
-            (`temperature`, `head_layers`, `head_hidden_dim`, `output_std`, ...).
-
         return_model: also return the trained pre-trainer (keep it to embed
             items added later, `add_items_from_text`).
+        **pretrainer_kwargs: `FacetContrastivePretrainer` arguments
+            (`temperature`, `head_layers`, `head_hidden_dim`, `output_std`, ...).
 
     Returns:
         `(table, report)`: float32 `[num_items + 1, d]` (row 0 zero) and a
@@ -93,7 +93,7 @@ def pretrain_item_embeddings(
     keras.utils.set_random_seed(seed)
     model = FacetContrastivePretrainer(num_heads=num_heads, head_dim=hidden_dim // num_heads, **pretrainer_kwargs)
     model.adapt(features[1:])
-    model.compile(optimizer=None if learning_rate == 1e-3 else _lazy_adam(learning_rate))
+    model.compile(optimizer=LazyAdam(learning_rate=learning_rate))
     batches = FacetBatches(features, head_labels, batch_size=batch_size, seed=seed)
     start = time.perf_counter()
     history = model.fit(batches, epochs=epochs, verbose=verbose)
@@ -143,9 +143,3 @@ def add_items_from_text(model, pretrainer, texts, encoder=None, batch_size=128, 
         )
     features = embed_texts(list(texts), encoder=encoder, batch_size=batch_size, verbose=verbose)
     return model.with_new_items(pretrainer.item_table(features))
-
-
-def _lazy_adam(learning_rate):
-    from keras_fame.pretraining.facet_contrastive_pretrainer import LazyAdam
-
-    return LazyAdam(learning_rate=learning_rate)

