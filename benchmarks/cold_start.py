@@ -20,6 +20,10 @@ items (exclude_history). Variants, all SASRec with the package defaults:
 - `facet_bounded`: `facet_frozen` with each offset row's L2 norm bounded by
   the mean norm of the text rows (`offset_max_norm`), so trained items stay
   near their text and content-only items compete on the same footing.
+- `pca_dropout` / `facet_dropout`: `pca_frozen` / `facet_frozen` with
+  `offset_dropout=0.5`: at each training step every item's offset is
+  dropped with probability 0.5, so the model learns to score items from
+  their content alone (DropoutNet-style; `ItemEmbedding`).
 
 Each variant's result is written to `results/cold_start/<dataset>-seed<seed>-<variant>.json`
 as soon as it finishes; a rerun skips finished variants.
@@ -45,7 +49,10 @@ from keras_fame.losses import MaskedSoftmaxCrossEntropy  # noqa: E402
 from keras_fame.training import TextStart, fit_with_early_stopping, machine_description, text_item_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("popularity", "id_only", "pca_start", "pca_frozen", "facet_frozen", "facet_bounded")
+VARIANTS = (
+    "popularity", "id_only", "pca_start", "pca_frozen", "facet_frozen", "facet_bounded", "pca_dropout", "facet_dropout",
+)
+OFFSET_DROPOUT = 0.5
 
 
 def evaluate_groups(score_fn, test, hidden):
@@ -62,7 +69,7 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
         return {"test": evaluate_groups(lambda x: np.tile(scores, (len(x), 1)), split.test, hidden)}
     keras.utils.set_random_seed(seed)
     table, report = None, None
-    frozen = variant.endswith(("frozen", "bounded"))
+    frozen = variant.endswith(("frozen", "bounded", "dropout"))
     bound = None
     if variant != "id_only":
         mode = "facet" if variant.startswith("facet") else "pca"
@@ -74,7 +81,7 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
         keras.utils.set_random_seed(seed)
     model = SASRec(
         split.num_items, hidden_dim=64, num_heads=2, dropout=0.3, item_content=frozen, item_embeddings=table,
-        offset_max_norm=bound,
+        offset_max_norm=bound, offset_dropout=OFFSET_DROPOUT if variant.endswith("dropout") else 0.0,
     )
     before = np.asarray(model.item_embedding.item_table())[hidden].copy()
     loss = MaskedSoftmaxCrossEntropy(excluded_items=hidden.tolist())

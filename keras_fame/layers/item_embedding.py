@@ -32,7 +32,14 @@ class ItemEmbedding(keras.layers.Layer):
     (measured: cold items never reach the top 10, `results/README.md`);
     `offset_max_norm` bounds each offset row's L2 norm (a bounded per-item
     delta around the content, as in "Let It Go? Not Quite", RecSys'25), so
-    content-only items are scored on the same footing.
+    content-only items are scored on the same footing. That bound alone
+    did not get cold items ranked either: the sequence encoder still learns
+    to read items by their offsets. `offset_dropout` trains it to score by
+    content too: at each training step every item's offset is dropped (set
+    to 0, in the input and the output table alike) with that probability,
+    so a row that is content only is an ordinary case during training, as
+    in DropoutNet (Volkovs et al., NeurIPS'17). No rescaling: at inference
+    every trained item keeps its whole offset.
 
     Args:
         num_items: int, `|V|`; ids are `1..num_items`.
@@ -45,6 +52,10 @@ class ItemEmbedding(keras.layers.Layer):
         item_content: bool, add the frozen content table (see above).
         offset_max_norm: optional float, with `item_content`: the largest
             L2 norm of an item's offset row (rows are rescaled to it).
+        offset_dropout: float in `[0, 1)`, with `item_content`: the
+            probability, per item and training step, that its offset is
+            dropped (see above).
+        seed: optional int, for the offset dropout.
 
     Call arguments:
         item_ids: int tensor `[batch, seq]`, 0 = padding.
@@ -72,11 +83,17 @@ class ItemEmbedding(keras.layers.Layer):
         embeddings_initializer=None,
         item_content=False,
         offset_max_norm=None,
+        offset_dropout=0.0,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if offset_max_norm is not None and not item_content:
             raise ValueError("offset_max_norm bounds the ID offset of item_content=True; the table has no offset")
+        if not 0.0 <= float(offset_dropout) < 1.0:
+            raise ValueError(f"offset_dropout={offset_dropout} must be in [0, 1)")
+        if offset_dropout and not item_content:
+            raise ValueError("offset_dropout drops the ID offset of item_content=True; the table has no offset")
         self.num_items = int(num_items)
         self.hidden_dim = int(hidden_dim)
         self.max_len = int(max_len)
@@ -84,6 +101,11 @@ class ItemEmbedding(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.item_content = bool(item_content)
         self.offset_max_norm = None if offset_max_norm is None else float(offset_max_norm)
+        self.offset_dropout = float(offset_dropout)
+        self.seed = seed
+        # Only a layer that drops offsets owns a seed generator, so the weight
+        # lists of every other model stay as they were.
+        self.offset_seed_generator = keras.random.SeedGenerator(seed) if self.offset_dropout else None
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
         )
@@ -114,19 +136,26 @@ class ItemEmbedding(keras.layers.Layer):
         padding_mask = item_ids > 0
         width = ops.shape(item_ids)[1]
         positions = ops.arange(self.max_len - width, self.max_len, dtype="int32")
-        table = self.item_table()
+        table = self.item_table(training=training)
         embedded = ops.take(table, item_ids, axis=0)
         embedded = embedded + ops.take(self.position_embeddings, positions, axis=0)[None]
         embedded = self.embedding_dropout(self.norm(embedded), training=training)
         embedded = embedded * ops.cast(padding_mask, embedded.dtype)[..., None]
         return embedded, table, padding_mask
 
-    def item_table(self):
-        """The `[num_items + 1, d]` table the model embeds and scores with."""
+    def item_table(self, training=False):
+        """The `[num_items + 1, d]` table the model embeds and scores with.
+
+        With `training=True` and `offset_dropout`, a random set of items has
+        its offset dropped (a fresh draw at every call).
+        """
         table = ops.convert_to_tensor(self.item_embeddings)
         if self.offset_max_norm is not None:
             norms = ops.sqrt(ops.sum(ops.square(table), axis=-1, keepdims=True))
             table = table * ops.minimum(1.0, self.offset_max_norm / ops.maximum(norms, 1e-12))
+        if training and self.offset_dropout:
+            draw = keras.random.uniform((self.num_items + 1, 1), seed=self.offset_seed_generator)
+            table = table * ops.cast(draw >= self.offset_dropout, table.dtype)
         if self.item_content:
             table = table + ops.convert_to_tensor(self.content_embeddings)
         return table
@@ -152,6 +181,8 @@ class ItemEmbedding(keras.layers.Layer):
             "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
             "item_content": self.item_content,
             "offset_max_norm": self.offset_max_norm,
+            "offset_dropout": self.offset_dropout,
+            "seed": self.seed,
         }
 
 

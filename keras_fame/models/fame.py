@@ -46,6 +46,9 @@ class FAME(SequentialRecommender):
             config: the weights carry it.
         offset_max_norm: optional float: with `item_content`, the largest
             L2 norm of an item's ID offset (a bounded delta, for cold start).
+        offset_dropout: float: with `item_content`, the probability per
+            item and training step that its ID offset is dropped, so the
+            model learns to score content-only (cold) items (`ItemEmbedding`).
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -95,6 +98,7 @@ class FAME(SequentialRecommender):
         item_content=False,
         item_embeddings=None,
         offset_max_norm=None,
+        offset_dropout=0.0,
         activation="relu",
         kernel_initializer="glorot_uniform",
         **kwargs,
@@ -110,7 +114,8 @@ class FAME(SequentialRecommender):
 
         # === Layers ===
         self.item_embedding = self._make_embedding(
-            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm
+            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
+            offset_dropout,
         )
         block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
@@ -154,6 +159,7 @@ class FAME(SequentialRecommender):
             item_projection_initializer=keras.initializers.serialize(self.facet_head.item_projection_initializer),
             item_content=bool(item_content),
             offset_max_norm=None if offset_max_norm is None else float(offset_max_norm),
+            offset_dropout=float(offset_dropout),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )
@@ -202,6 +208,7 @@ class FAME(SequentialRecommender):
             block_heads=sasrec.num_heads,
             item_content=sasrec.item_embedding.item_content,
             offset_max_norm=sasrec.item_embedding.offset_max_norm,
+            offset_dropout=sasrec.item_embedding.offset_dropout,
             activation=sasrec.activation,
             kernel_initializer=sasrec.kernel_initializer,
             **kwargs,

@@ -33,6 +33,9 @@ class SASRec(SequentialRecommender):
             config: the weights carry it.
         offset_max_norm: optional float: with `item_content`, the largest
             L2 norm of an item's ID offset (a bounded delta, for cold start).
+        offset_dropout: float: with `item_content`, the probability per
+            item and training step that its ID offset is dropped, so the
+            model learns to score content-only (cold) items (`ItemEmbedding`).
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -67,13 +70,15 @@ class SASRec(SequentialRecommender):
         item_content=False,
         item_embeddings=None,
         offset_max_norm=None,
+        offset_dropout=0.0,
         activation="relu",
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
         # === Layers ===
         self.item_embedding = self._make_embedding(
-            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm
+            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
+            offset_dropout,
         )
         self.transformer_blocks = self._make_blocks(
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
@@ -100,6 +105,7 @@ class SASRec(SequentialRecommender):
             layer_norm_epsilon=float(layer_norm_epsilon),
             item_content=bool(item_content),
             offset_max_norm=None if offset_max_norm is None else float(offset_max_norm),
+            offset_dropout=float(offset_dropout),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )

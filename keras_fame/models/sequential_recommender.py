@@ -63,7 +63,8 @@ class SequentialRecommender(keras.Model):
         ]
 
     def _make_embedding(
-        self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False, offset_max_norm=None
+        self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False, offset_max_norm=None,
+        offset_dropout=0.0,
     ):
         return ItemEmbedding(
             num_items=num_items,
@@ -73,6 +74,7 @@ class SequentialRecommender(keras.Model):
             layer_norm_epsilon=layer_norm_epsilon,
             item_content=item_content,
             offset_max_norm=offset_max_norm,
+            offset_dropout=offset_dropout,
             name="item_embedding",
         )
 

@@ -156,3 +156,35 @@ def test_offset_max_norm_bounds_every_offset_row():
     assert FAME.from_sasrec(model, num_heads=2, num_experts=2).item_embedding.offset_max_norm == 0.05
     with pytest.raises(ValueError, match="offset_max_norm"):
         SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, offset_max_norm=0.05)
+
+
+def test_offset_dropout_drops_whole_offset_rows_in_training_only(tmp_path):
+    model = SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, item_content=True, item_embeddings=_table(), offset_dropout=0.5)
+    layer = model.item_embedding
+    offsets = np.random.default_rng(1).normal(scale=0.2, size=(NUM_ITEMS + 1, D)).astype("float32") + 1.0
+    layer.item_embeddings.assign(offsets)
+    content = np.asarray(layer.content_embeddings)
+    np.testing.assert_allclose(np.asarray(layer.item_table()), content + offsets, rtol=1e-6)  # inference: all offsets
+    kept = []
+    for _ in range(20):
+        effective = np.asarray(layer.item_table(training=True)) - content
+        dropped = np.all(np.abs(effective) < 1e-6, axis=1)
+        whole = np.all(np.abs(effective - offsets) < 1e-5, axis=1)
+        assert np.all(dropped | whole), "an offset row is either dropped whole or kept whole"
+        kept.append(whole[1:].mean())
+    assert 0.35 < np.mean(kept) < 0.65  # about half of 30 items x 20 draws
+    assert np.std(kept) > 0  # a fresh draw at every call
+    # The dropped table is the one the scores use: train a step, save, reload.
+    x = np.random.default_rng(0).integers(1, NUM_ITEMS + 1, (8, 5)).astype("int32")
+    model.compile()
+    model.fit(x, np.roll(x, -1, axis=1), epochs=1, verbose=0)
+    np.testing.assert_array_equal(np.asarray(layer.content_embeddings), content)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.item_embedding.offset_dropout == 0.5
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert FAME.from_sasrec(model, num_heads=2, num_experts=2).item_embedding.offset_dropout == 0.5
+    for bad in (dict(offset_dropout=0.5), dict(item_content=True, offset_dropout=1.0)):
+        with pytest.raises(ValueError, match="offset_dropout"):
+            SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, **bad)
