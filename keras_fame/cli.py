@@ -108,6 +108,11 @@ def main(dataset, argv=None):
         "--deterministic", action="store_true",
         help="same seed, machine and backend give the same metrics (TF op determinism; slower)",
     )
+    parser.add_argument(
+        "--fresh", action="store_true",
+        help="start over in --output-dir; by default a rerun skips finished stages and resumes the running one "
+        "from its last finished epoch",
+    )
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     if args.w_f_gain is not None and args.w_f_init != "identity":
@@ -191,6 +196,7 @@ def main(dataset, argv=None):
         every_prefix=args.every_prefix,
         monitor=f"val_{args.monitor}",
         deterministic=args.deterministic,
+        resume=not args.fresh,
     )
     return 0
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import time
 
 import keras
@@ -40,6 +41,8 @@ METRIC_ORDER = ["hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20"]
 
 class EpochTimer(keras.callbacks.Callback):
     """Records the wall time of every training epoch (evaluation excluded)."""
+
+    RESUME_STATE = ("seconds",)  # restored by `TrainingCheckpoint`
 
     def __init__(self):
         super().__init__()
@@ -80,6 +83,125 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
             )
 
 
+class TrainingCheckpoint(keras.callbacks.BackupAndRestore):
+    """Checkpoints everything a killed `fit` needs to continue as if never stopped.
+
+    Keras' `BackupAndRestore` saves the weights with the optimizer state and
+    the epoch, which is what a resumed `fit` needs from the model. It leaves
+    out the rest of the training state, which this subclass adds at the end
+    of every epoch:
+
+    - the seed-generator states (dropout masks), which `save_weights` skips;
+    - the state of the stateful callbacks passed in: `EarlyStopping` (best
+      value, best epoch, patience count and best weights), and any callback
+      with a `RESUME_STATE` tuple of attribute names (`EpochTimer`,
+      `FullRankingEvaluation`);
+
+    The data must depend on the epoch number only, as `TrainingBatches`
+    does when told the epoch (`fit_with_early_stopping` does this).
+
+    Each checkpoint is a new folder `epoch-NNNN` written in full, then named
+    in the file `latest` by an atomic rename, so a kill at any moment leaves
+    the previous checkpoint usable (Keras' own writes its files in place).
+    Put it **last** in the callback list: its `on_train_begin` restores
+    after the others have reset themselves, and its `on_epoch_end` saves
+    after they have updated. The folder is removed when `fit` ends
+    normally, as with `BackupAndRestore(delete_checkpoint=True)`.
+
+    Args:
+        backup_dir: folder of the checkpoints (one per training stage).
+        callbacks: the stateful callbacks to save and restore.
+    """
+
+    def __init__(self, backup_dir, callbacks=()):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True, double_checkpoint=False)
+        self.callbacks = list(callbacks)
+        self.resumed_epoch = 0
+
+    def _latest(self):
+        pointer = os.path.join(self.backup_dir, "latest")
+        if not os.path.isfile(pointer):
+            return None
+        with open(pointer) as f:
+            folder = os.path.join(self.backup_dir, f.read().strip())
+        return folder if os.path.isdir(folder) else None
+
+    def _extra_variables(self):
+        # Variables that `save_weights` leaves out: the seed generators' states.
+        saved = {id(v) for v in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in saved]
+
+    def on_train_begin(self, logs=None):
+        self.resumed_epoch = 0
+        folder = self._latest()
+        if folder is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(folder, "model.weights.h5"))
+        with open(os.path.join(folder, "state.json")) as f:
+            state = json.load(f)
+        arrays = np.load(os.path.join(folder, "arrays.npz"))
+        extra = self._extra_variables()
+        if len(extra) != state["extra_variables"]:
+            raise ValueError(f"{folder}: the checkpoint is of a different model ({state['extra_variables']} extra variables, not {len(extra)})")
+        for i, variable in enumerate(extra):
+            variable.assign(arrays[f"extra_{i}"])
+        for i, (callback, saved) in enumerate(zip(self.callbacks, state["callbacks"])):
+            for name, value in saved.items():
+                setattr(callback, name, value)
+            if isinstance(callback, keras.callbacks.EarlyStopping) and state["has_best_weights"][i]:
+                count = state["has_best_weights"][i]
+                callback.best_weights = [arrays[f"best_{i}_{j}"] for j in range(count)]
+        self.resumed_epoch = state["epoch"]
+        self.model._initial_epoch = self.resumed_epoch
+        self._current_epoch = self.resumed_epoch
+
+    def _save_model(self):
+        arrays = {f"extra_{i}": np.asarray(v) for i, v in enumerate(self._extra_variables())}
+        saved, best_counts = [], []
+        for i, callback in enumerate(self.callbacks):
+            if isinstance(callback, keras.callbacks.EarlyStopping):
+                names = ("wait", "stopped_epoch", "best", "best_epoch")
+                weights = callback.best_weights or []
+                arrays.update({f"best_{i}_{j}": np.asarray(w) for j, w in enumerate(weights)})
+                best_counts.append(len(weights))
+            else:
+                names = getattr(callback, "RESUME_STATE", ())
+                best_counts.append(0)
+            saved.append({name: getattr(callback, name) for name in names})
+        state = {
+            "epoch": self._current_epoch,
+            "extra_variables": sum(1 for k in arrays if k.startswith("extra_")),
+            "callbacks": saved,
+            "has_best_weights": best_counts,
+        }
+        name = f"epoch-{self._current_epoch:04d}"
+        folder = os.path.join(self.backup_dir, name)
+        tmp = folder + f".tmp-{os.getpid()}"
+        os.makedirs(tmp, exist_ok=True)
+        self.model.save_weights(os.path.join(tmp, "model.weights.h5"), overwrite=True)
+        np.savez(os.path.join(tmp, "arrays.npz"), **arrays)
+        with open(os.path.join(tmp, "state.json"), "w") as f:
+            json.dump(state, f, default=_json_default)
+        if os.path.isdir(folder):  # a leftover of a run killed before `latest` moved on
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+
+        def point(path):
+            with open(path, "w") as f:
+                f.write(name)
+
+        replace_atomically(os.path.join(self.backup_dir, "latest"), point)
+        for old in os.listdir(self.backup_dir):
+            if old.startswith("epoch-") and old != name:
+                shutil.rmtree(os.path.join(self.backup_dir, old), ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None  # a later `fit` of this model starts at its own epoch 0
+        super().on_train_end(logs)
+
+
 def fit_with_early_stopping(
     model,
     split,
@@ -95,6 +217,7 @@ def fit_with_early_stopping(
     loss=None,
     every_prefix=False,
     stage="training",
+    checkpoint_dir=None,
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -105,7 +228,10 @@ def fit_with_early_stopping(
     trains on one row per (prefix, next item) pair with the loss at the last
     position (`keras_fame.data.every_prefix_rows`). A NaN or infinite loss
     stops training and raises `FloatingPointError` naming `stage` and the
-    epoch.
+    epoch. With `checkpoint_dir`, every epoch is checkpointed there
+    (`TrainingCheckpoint`) and a call after a kill continues from the last
+    finished epoch, as if never stopped; the folder is removed when training
+    ends.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999), loss=loss)
     inputs, targets = split.train_inputs, split.train_targets
@@ -120,8 +246,19 @@ def fit_with_early_stopping(
         monitor=monitor, mode="max", patience=patience, restore_best_weights=True, verbose=verbose
     )
     guard = NonFiniteLossGuard(stage)
+    callbacks = [guard, timer, evaluation, stopper]
+    # Epoch e's batches are planned from (seed, e), told by the trainer's own epoch number: counting
+    # `on_epoch_end` calls is off by one (`fit` calls it once before the first epoch) and would not
+    # survive a resume.
+    callbacks.insert(0, keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)))
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = TrainingCheckpoint(checkpoint_dir, callbacks=[timer, evaluation, stopper])
+        callbacks.append(checkpoint)
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, callbacks=[guard, timer, evaluation, stopper], verbose=verbose)
+    # shuffle=False: `TrainingBatches` shuffles rows and batch order itself, from (seed, epoch);
+    # Keras' own batch shuffle would draw from Python's global `random`, which a resumed run cannot replay.
+    model.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     wall = time.perf_counter() - start
     best_epoch, best = max(evaluation.history, key=lambda item: item[1][monitor.removeprefix("val_")])
     return {
@@ -130,6 +267,7 @@ def fit_with_early_stopping(
         "best_validation": best,
         "seconds_per_epoch": timer.seconds,
         "wall_seconds": wall,
+        **({"resumed_from_epoch": checkpoint.resumed_epoch} if checkpoint and checkpoint.resumed_epoch else {}),
     }
 
 
@@ -268,6 +406,30 @@ def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbos
     return table, report
 
 
+def _finished_stages(results_path, config):
+    """The stages a previous run of this configuration finished (from its `results.json`), by name."""
+    if not os.path.isfile(results_path):
+        return {}
+    try:
+        with open(results_path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{results_path}: unreadable ({error}); remove it or start over with resume=False") from error
+    now = json.loads(json.dumps(config, default=_json_default))
+    before = {key: previous.get("config", {}).get(key) for key in now}
+    changed = sorted(key for key in now if before[key] != now[key])
+    if changed:
+        raise ValueError(
+            f"{results_path} is from a run with a different configuration ({', '.join(changed)} differ); "
+            "use another output folder, or start over (resume=False, --fresh)"
+        )
+    done = {"config": previous["config"]}
+    for stage in ("text_start", "sasrec", "fame"):
+        if stage in previous and (stage == "text_start" or "test" in previous[stage]):
+            done[stage] = previous[stage]
+    return done
+
+
 def run_pipeline(
     sequence_file,
     dataset,
@@ -298,6 +460,7 @@ def run_pipeline(
     every_prefix=False,
     monitor="val_ndcg@10",
     deterministic=False,
+    resume=True,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
@@ -315,6 +478,17 @@ def run_pipeline(
     `every_prefix` and `monitor` go to `fit_with_early_stopping`.
     `deterministic` turns on `keras_fame.utils.set_deterministic` (same seed,
     machine and backend -> the same metrics).
+
+    Resuming (`resume=True`, the default): each training stage checkpoints
+    every epoch under `output_dir/checkpoints/<stage>` (`TrainingCheckpoint`),
+    and the stages already finished are recorded in `results.json` with
+    their model saved. Calling again with the same arguments after a kill
+    (or after it finished) skips the finished stages (the text table is
+    kept in `text_table.npy`) and continues the stage that was running from
+    its last finished epoch; in deterministic mode the final metrics equal
+    those of an uninterrupted run. A `results.json` from a different
+    configuration raises `ValueError` rather than being mixed in.
+    `resume=False` starts over.
     """
     if deterministic:
         set_deterministic(seed)
@@ -348,9 +522,19 @@ def run_pipeline(
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
     }
+    results_path = os.path.join(output_dir, "results.json")
+    checkpoints = os.path.join(output_dir, "checkpoints")
+    done = _finished_stages(results_path, results["config"]) if resume else {}
+    if not resume and os.path.isdir(checkpoints):
+        shutil.rmtree(checkpoints)
+    sasrec_path, fame_path = os.path.join(output_dir, "sasrec.keras"), os.path.join(output_dir, "fame.keras")
+    table_path = os.path.join(output_dir, "text_table.npy")
 
     def save_results():
-        write_json_atomic(os.path.join(output_dir, "results.json"), results)
+        write_json_atomic(results_path, results)
+
+    if not os.path.isfile(results_path) or not resume:
+        save_results()  # the configuration is on disk before any checkpoint, so a changed rerun is caught
 
     if sasrec_model is not None:
         sasrec = keras.saving.load_model(sasrec_model, safe_mode=True)
@@ -358,16 +542,27 @@ def run_pipeline(
             raise ValueError(f"{sasrec_model}: built for {sasrec.num_items} items / max_len {sasrec.max_len}")
         results["sasrec"] = {"loaded_from": os.path.abspath(sasrec_model)}
         results["config"].update(hidden_dim=sasrec.hidden_dim, num_blocks=sasrec.num_blocks, sasrec_heads=sasrec.num_heads)
+    elif "sasrec" in done and os.path.isfile(sasrec_path):
+        print(f"\n== SASRec: finished before, loaded from {sasrec_path} ==")
+        sasrec = keras.saving.load_model(sasrec_path, safe_mode=True)
+        results["sasrec"] = done["sasrec"]
+        if "text_start" in done:
+            results["text_start"] = done["text_start"]
     else:
         table = None
-        if text_start is not None:
+        if text_start is not None and "text_start" in done and os.path.isfile(table_path):
+            print(f"\n== Text start: finished before, loaded from {table_path} ==")
+            table, results["text_start"] = np.load(table_path), done["text_start"]
+        elif text_start is not None:
             heads = sasrec_heads or num_heads
             print(f"\n== Text start ({text_start.mode}, frozen={text_start.frozen}) for {data.num_items} items ==")
             table, results["text_start"] = text_item_table(
                 text_start, data.num_items, hidden_dim, heads, seed=seed, verbose=verbose, encoder=text_encoder,
                 save_pretrainer=os.path.join(output_dir, "pretrainer.keras"),
             )
-            keras.utils.set_random_seed(seed)  # the sequence model starts as it would without the text stage
+            replace_atomically(table_path, lambda tmp: np.save(tmp, table), suffix=".npy")
+            save_results()
+        keras.utils.set_random_seed(seed)  # the sequence model starts as it would without the text stage
         sasrec = SASRec(
             data.num_items,
             hidden_dim=hidden_dim,
@@ -384,14 +579,23 @@ def run_pipeline(
             "training": fit_with_early_stopping(
                 sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
                 monitor=monitor, every_prefix=every_prefix, stage="SASRec",
+                checkpoint_dir=os.path.join(checkpoints, "sasrec") if resume else None,
             )
         }
-        save_model_atomic(sasrec, os.path.join(output_dir, "sasrec.keras"))
-    results["sasrec"]["test"] = evaluate_test_set(sasrec, split)
+        save_model_atomic(sasrec, sasrec_path)
+    if "test" not in results["sasrec"]:
+        results["sasrec"]["test"] = evaluate_test_set(sasrec, split)
     save_results()
     rows = {"SASRec (ours, exclude history)": results["sasrec"]["test"]["exclude_history"]}
 
-    if not skip_fame:
+    if not skip_fame and "fame" in done and os.path.isfile(fame_path):
+        print(f"\n== FAME: finished before, loaded from {fame_path} ==")
+        fame = keras.saving.load_model(fame_path, safe_mode=True)
+        results["fame"] = done["fame"]
+        for key in ("fame_dropout", "item_projection_initializer"):
+            results["config"][key] = done["config"][key]
+    elif not skip_fame:
+        keras.utils.set_random_seed(seed)  # FAME's fresh parts start the same whether SASRec was trained or loaded
         fame = FAME.from_sasrec(
             sasrec, num_heads=num_heads, num_experts=num_experts, dropout=fame_dropout, seed=seed,
             item_projection_initializer=item_projection_initializer,
@@ -408,7 +612,7 @@ def run_pipeline(
             print(f"\n== FAME warm-up: {fame_warmup_epochs} epochs with the transplanted layers frozen ==")
             results["fame"]["warmup"] = fit_with_early_stopping(
                 fame, split, fame_warmup_epochs, batch_size, fame_warmup_epochs, every_n_epochs, learning_rate, seed,
-                verbose,
+                verbose, checkpoint_dir=os.path.join(checkpoints, "fame_warmup") if resume else None,
             )
             for layer in copied:
                 layer.trainable = True
@@ -416,10 +620,12 @@ def run_pipeline(
         results["fame"]["training"] = fit_with_early_stopping(
             fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
             monitor=monitor, every_prefix=every_prefix, stage="FAME",
+            checkpoint_dir=os.path.join(checkpoints, "fame") if resume else None,
         )
         results["fame"]["test"] = evaluate_test_set(fame, split)
-        save_model_atomic(fame, os.path.join(output_dir, "fame.keras"))
+        save_model_atomic(fame, fame_path)
         save_results()
+    if not skip_fame:
         rows[f"FAME H={num_heads} N={num_experts} (exclude hist.)"] = results["fame"]["test"]["exclude_history"]
         rows[f"FAME H={num_heads} N={num_experts} (all items)"] = results["fame"]["test"]["all_items"]
 

@@ -43,7 +43,12 @@ class TrainingBatches(keras.utils.PyDataset):
 
     Works with every backend (numpy batches). Each epoch, rows are shuffled,
     then sorted by bucket (stable, so the shuffle decides who shares a
-    batch), cut into batches, and the batch order is shuffled again.
+    batch), cut into batches, and the batch order is shuffled again. Epoch
+    `e`'s order depends on `(seed, e)` only. Each `on_epoch_end` moves to
+    the next epoch; `set_epoch(e)` jumps to epoch `e`, so a caller that sets
+    it from the trainer's epoch number (`fit_with_early_stopping` does, in
+    `on_epoch_begin`) gets the same batches whether training ran through or
+    was resumed at `e`. Pass `shuffle=False` to `fit`: this class shuffles.
 
     Args:
         inputs, targets: int32 `[rows, max_len]`, left-padded
@@ -66,15 +71,17 @@ class TrainingBatches(keras.utils.PyDataset):
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.buckets = _normalize_buckets(buckets, inputs.shape[1])
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.epoch = 0
         lengths = _row_lengths(self.inputs)
         self._bucket_of_row = np.searchsorted(np.asarray(self.buckets), lengths, side="left")
         self._plan()
 
     def _plan(self):
+        rng = np.random.default_rng(None if self.seed is None else [int(self.seed), self.epoch])
         rows = np.arange(len(self.inputs))
         if self.shuffle:
-            rows = self._rng.permutation(rows)
+            rows = rng.permutation(rows)
         rows = rows[np.argsort(self._bucket_of_row[rows], kind="stable")]
         batches = []
         for b in np.unique(self._bucket_of_row):
@@ -83,7 +90,7 @@ class TrainingBatches(keras.utils.PyDataset):
             for i in range(0, len(in_bucket), self.batch_size):
                 batches.append((in_bucket[i : i + self.batch_size], width))
         if self.shuffle:
-            batches = [batches[i] for i in self._rng.permutation(len(batches))]
+            batches = [batches[i] for i in rng.permutation(len(batches))]
         self._batches = _varied_first(batches)
 
     def __len__(self):
@@ -95,6 +102,12 @@ class TrainingBatches(keras.utils.PyDataset):
         return self.inputs[rows, -width:], self.targets[rows, -width:]
 
     def on_epoch_end(self):
+        self.epoch += 1
+        self._plan()
+
+    def set_epoch(self, epoch):
+        """Plans the batches of epoch `epoch` (0-based), e.g. when training resumes there."""
+        self.epoch = int(epoch)
         self._plan()
 
     @property

@@ -29,6 +29,8 @@ class FullRankingEvaluation(keras.callbacks.Callback):
         history: list of `(epoch, metrics dict)` for every evaluation.
     """
 
+    RESUME_STATE = ("history", "_latest")  # restored by `keras_fame.training.TrainingCheckpoint`
+
     def __init__(
         self,
         evaluation_set,
