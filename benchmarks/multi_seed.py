@@ -9,7 +9,8 @@ its log on disk (`runs/multi_seed/<key>/train.log`); its `results.json` is
 copied to `results/multi_seed/<key>.json`, where `<key>` is derived from the
 dataset, the flags and the seed. A rerun skips every key whose result file
 exists, so a long sweep can be stopped (or killed) and continued, in another
-session if need be. `summary` prints mean ± std (and each seed) of the test
+session if need be; the run that was interrupted continues from its last
+finished epoch (the pipeline checkpoints every epoch in its output folder). `summary` prints mean ± std (and each seed) of the test
 metrics for SASRec and FAME of every configuration, both protocols.
 """
 
@@ -69,7 +70,7 @@ def run_one(dataset, name, flags, seed, dry_run=False):
         return None
     os.makedirs(out_dir, exist_ok=True)
     start = time.perf_counter()
-    with open(os.path.join(out_dir, "train.log"), "w") as log:
+    with open(os.path.join(out_dir, "train.log"), "a") as log:  # a resumed run appends
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     if code != 0:
         print(f"  failed with exit code {code}; see {out_dir}/train.log", flush=True)
