@@ -109,6 +109,10 @@ def main(dataset, argv=None):
         help="same seed, machine and backend give the same metrics (TF op determinism; slower)",
     )
     parser.add_argument(
+        "--tensorboard", metavar="DIR",
+        help="log loss, validation metrics and (FAME) gate/router histograms per epoch for TensorBoard",
+    )
+    parser.add_argument(
         "--fresh", action="store_true",
         help="start over in --output-dir; by default a rerun skips finished stages and resumes the running one "
         "from its last finished epoch",
@@ -197,6 +201,7 @@ def main(dataset, argv=None):
         monitor=f"val_{args.monitor}",
         deterministic=args.deterministic,
         resume=not args.fresh,
+        tensorboard_dir=args.tensorboard,
     )
     return 0
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from keras_fame.data import TrainingBatches, every_prefix_rows, leave_one_out, read_sequences
-from keras_fame.evaluation import FullRankingEvaluation, evaluate_model
+from keras_fame.evaluation import FullRankingEvaluation, GateHistograms, evaluate_model
 from keras_fame.models import FAME, SASRec
 from keras_fame.utils import replace_atomically, save_model_atomic, set_deterministic
 
@@ -218,6 +218,7 @@ def fit_with_early_stopping(
     every_prefix=False,
     stage="training",
     checkpoint_dir=None,
+    tensorboard_dir=None,
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -231,7 +232,9 @@ def fit_with_early_stopping(
     epoch. With `checkpoint_dir`, every epoch is checkpointed there
     (`TrainingCheckpoint`) and a call after a kill continues from the last
     finished epoch, as if never stopped; the folder is removed when training
-    ends.
+    ends. With `tensorboard_dir`, Keras' `TensorBoard` logs the loss and
+    validation metrics and, for FAME, `GateHistograms` the gate and router
+    weights of 512 validation users, under `tensorboard_dir/<stage>`.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999), loss=loss)
     inputs, targets = split.train_inputs, split.train_targets
@@ -247,6 +250,12 @@ def fit_with_early_stopping(
     )
     guard = NonFiniteLossGuard(stage)
     callbacks = [guard, timer, evaluation, stopper]
+    if tensorboard_dir is not None:
+        log_dir = os.path.join(tensorboard_dir, stage.lower())
+        callbacks[3:3] = [  # after the evaluation, whose metrics they read
+            keras.callbacks.TensorBoard(log_dir=log_dir),
+            GateHistograms(log_dir, split.validation.inputs[:512]),
+        ]
     # Epoch e's batches are planned from (seed, e), told by the trainer's own epoch number: counting
     # `on_epoch_end` calls is off by one (`fit` calls it once before the first epoch) and would not
     # survive a resume.
@@ -461,6 +470,7 @@ def run_pipeline(
     monitor="val_ndcg@10",
     deterministic=False,
     resume=True,
+    tensorboard_dir=None,
 ):
     """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
 
@@ -488,7 +498,8 @@ def run_pipeline(
     its last finished epoch; in deterministic mode the final metrics equal
     those of an uninterrupted run. A `results.json` from a different
     configuration raises `ValueError` rather than being mixed in.
-    `resume=False` starts over.
+    `resume=False` starts over. `tensorboard_dir` logs each stage for
+    TensorBoard (see `fit_with_early_stopping`).
     """
     if deterministic:
         set_deterministic(seed)
@@ -579,7 +590,7 @@ def run_pipeline(
             "training": fit_with_early_stopping(
                 sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
                 monitor=monitor, every_prefix=every_prefix, stage="SASRec",
-                checkpoint_dir=os.path.join(checkpoints, "sasrec") if resume else None,
+                checkpoint_dir=os.path.join(checkpoints, "sasrec") if resume else None, tensorboard_dir=tensorboard_dir,
             )
         }
         save_model_atomic(sasrec, sasrec_path)
@@ -620,7 +631,7 @@ def run_pipeline(
         results["fame"]["training"] = fit_with_early_stopping(
             fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
             monitor=monitor, every_prefix=every_prefix, stage="FAME",
-            checkpoint_dir=os.path.join(checkpoints, "fame") if resume else None,
+            checkpoint_dir=os.path.join(checkpoints, "fame") if resume else None, tensorboard_dir=tensorboard_dir,
         )
         results["fame"]["test"] = evaluate_test_set(fame, split)
         save_model_atomic(fame, fame_path)

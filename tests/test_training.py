@@ -217,3 +217,44 @@ def test_a_nan_loss_stops_training_and_names_the_stage_and_epoch():
 
     with pytest.raises(FloatingPointError, match=r"SASRec: the training loss became nan at epoch 1, batch 1"):
         fit_with_early_stopping(model, split, epochs=3, batch_size=1024, verbose=0, loss=poisoned, stage="SASRec")
+
+
+def _event_tags(folder):
+    import tensorflow as tf
+
+    tags = set()
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if "tfevents" in name:
+                for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                    tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_tensorboard_logs_metrics_and_fame_gate_and_router_histograms(tmp_path):
+    from keras_fame.evaluation import GateHistograms
+    from keras_fame.training import run_pipeline
+
+    data, _ = planted_facets(num_users=120, max_length=10, seed=0)
+    seq = tmp_path / "seq.txt"
+    write_sequences(str(seq), data)
+    logs = tmp_path / "tb"
+    run_pipeline(str(seq), "toys", str(tmp_path / "out"), hidden_dim=8, num_heads=2, num_experts=3, max_len=10,
+                 epochs=2, fame_epochs=2, verbose=0, tensorboard_dir=str(logs))
+    fame_tags = _event_tags(logs / "fame")
+    expected = {f"gate/head_{h}" for h in range(2)} | {f"router/head_{h}/expert_{n}" for h in range(2) for n in range(3)}
+    assert expected <= fame_tags, fame_tags
+    assert {"gate_entropy", "router_entropy"} <= fame_tags
+    assert any("ndcg@10" in tag for tag in _event_tags(logs / "fame" / "validation")), fame_tags
+    assert "epoch_loss" in _event_tags(logs / "sasrec" / "train")
+    assert not any(tag.startswith("gate/") for tag in _event_tags(logs / "sasrec"))  # SASRec has no gate
+
+    # The logged weights are the model's: gates sum to 1 over heads, routers over experts.
+    fame = keras.saving.load_model(str(tmp_path / "out" / "fame.keras"))
+    callback = GateHistograms(str(logs / "check"), np.zeros((1, 10), "int32"))
+    callback.set_model(fame)
+    ids = np.random.default_rng(0).integers(1, data.num_items + 1, (5, 10)).astype("int32")
+    gate, router = callback.weights_for(ids)
+    np.testing.assert_allclose(gate, fame.scorer().predict(ids, verbose=0)["head_weights"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(router.sum(axis=-1), 1.0, rtol=1e-5)
+    assert router.shape == (5, 2, 3)

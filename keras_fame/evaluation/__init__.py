@@ -1,6 +1,7 @@
 """Full-ranking evaluation (HR@k, NDCG@k over all items) and its Keras callback."""
 
 from keras_fame.evaluation.callback import FullRankingEvaluation
+from keras_fame.evaluation.gate_histograms import GateHistograms
 from keras_fame.evaluation.ranking import (
     DEFAULT_KS,
     evaluate_model,

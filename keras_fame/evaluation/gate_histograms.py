@@ -1,0 +1,80 @@
+"""TensorBoard histograms of FAME's gate and router weights, per epoch."""
+
+import os
+
+import keras
+import numpy as np
+
+
+class GateHistograms(keras.callbacks.Callback):
+    """Writes FAME's gate weights (per head) and router weights (per head and expert) to TensorBoard.
+
+    At the end of every epoch the model scores a fixed sample of histories
+    (e.g. validation rows) at their newest position and logs, under
+    `log_dir`:
+
+    - `gate/head_h`: the distribution over users of the gate weight `g_h`
+      (Eq. 10) of head `h`; heads that specialise show wide or bimodal
+      histograms, a gate that ignores the user stays at `1/H`;
+    - `router/head_h/expert_n`: the distribution of the router weight of
+      expert `n` within head `h` (Eq. 8) at the newest position; experts a
+      head never uses sit at 0;
+    - `gate_entropy` and `router_entropy`: mean entropies (scalars), which
+      fall as the gate and routers become decisive.
+
+    Keras' own `TensorBoard` callback logs the loss and the validation
+    metrics (put it after `FullRankingEvaluation` to see those); it cannot
+    log these, which are outputs of inner layers, so this callback computes
+    them in a forward pass of its own. SASRec has neither and is skipped.
+    Writing needs TensorFlow installed (any backend trains).
+
+    Args:
+        log_dir: folder for the event files (e.g. the same as `TensorBoard`'s).
+        item_ids: int `[rows, seq]` left-padded histories to score (a few
+            hundred rows are plenty).
+        batch_size: rows per forward pass.
+    """
+
+    def __init__(self, log_dir, item_ids, batch_size=256):
+        super().__init__()
+        self.log_dir = log_dir
+        self.item_ids = np.asarray(item_ids, dtype="int32")
+        self.batch_size = int(batch_size)
+        self._writer = None
+
+    def weights_for(self, item_ids):
+        """`(gate [rows, H], router [rows, H, N])` of the model at each row's newest position."""
+        model = self.model
+        gates, routers = [], []
+        scorer = model.scorer()
+        for start in range(0, len(item_ids), self.batch_size):
+            batch = keras.ops.convert_to_tensor(item_ids[start : start + self.batch_size])
+            gates.append(keras.ops.convert_to_numpy(scorer(batch)["head_weights"]))
+            x, _, mask = model.item_embedding(batch)
+            for block in model.transformer_blocks:
+                x = block(x, padding_mask=mask)
+            _, router = model.moe_attention(x, padding_mask=mask, return_router_weights=True)
+            routers.append(keras.ops.convert_to_numpy(router[:, -1]))
+        return np.concatenate(gates), np.concatenate(routers)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not hasattr(self.model, "moe_attention"):
+            return
+        import tensorflow as tf  # lazily: only writing the events needs TensorFlow
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "facets"))
+        gate, router = self.weights_for(self.item_ids)
+        with self._writer.as_default(step=epoch):
+            for h in range(gate.shape[1]):
+                tf.summary.histogram(f"gate/head_{h}", gate[:, h])
+                for n in range(router.shape[2]):
+                    tf.summary.histogram(f"router/head_{h}/expert_{n}", router[:, h, n])
+            tf.summary.scalar("gate_entropy", float(-(gate * np.log(gate + 1e-12)).sum(axis=1).mean()))
+            tf.summary.scalar("router_entropy", float(-(router * np.log(router + 1e-12)).sum(axis=2).mean()))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
