@@ -185,3 +185,36 @@ def test_sasrec_export_and_command_line(tmp_path, user_backend):
     out = tf.saved_model.load(exported).signatures["serving_default"](item_ids=tf.constant([[1, 2]], tf.int32))
     assert set(out) == {"item_ids", "scores"}
     np.testing.assert_array_equal(out["item_ids"].numpy(), model.recommend([[1, 2]], k=4)["item_ids"])
+
+
+@pytest.fixture(scope="module")
+def serving_default(exported):
+    return tf.saved_model.load(exported).signatures["serving_default"]
+
+
+def _int32_arrays():
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    shapes = st.tuples(st.integers(0, 5), st.integers(0, 3 * MAX_LEN))  # batch 0 and width 0 included
+    return hnp.arrays(np.int32, shapes, elements=st.integers(-2**31, 2**31 - 1) | st.integers(-3, NUM_ITEMS + 3))
+
+
+def test_the_serving_signature_survives_any_int32_array(serving_default):
+    """Random int32 arrays of any shape: never a crash, never padding or one of the row's items in the top-k."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=80, deadline=None)
+    @given(ids=_int32_arrays())
+    def check(ids):
+        out = serving_default(item_ids=tf.constant(ids))
+        top, scores = out["item_ids"].numpy(), out["scores"].numpy()
+        assert top.shape == scores.shape == (ids.shape[0], K)
+        assert ((top >= 1) & (top <= NUM_ITEMS)).all()
+        assert np.isfinite(scores).all()
+        for row, answer in zip(ids, top):
+            seen = set(row[(row >= 1) & (row <= NUM_ITEMS)].tolist())
+            assert not seen & set(answer.tolist()), (row, answer)
+            assert len(set(answer.tolist())) == K
+
+    check()
