@@ -9,9 +9,9 @@ Exports the model (`keras_fame.export.export_saved_model`), loads the SavedModel
 (default 8), each sending `--requests` requests of batch 1 and then of batch 32 (random histories of
 length 1..max_len, some with padding only). For each batch size it reports throughput (requests/s and
 rows/s), per-request latency p50/p99, and errors, which must be 0: an exception, a wrong output shape,
-padding (id 0) or an item of the request's own history in the top-k. Memory: the process RSS after a
-warm-up round and after the whole load; a leak shows as growth (reported, not asserted: the allocator
-keeps freed pages).
+padding (id 0) or an item of the request's own history in the top-k. The whole load runs `--rounds`
+times (default 3); memory is the process RSS after a warm-up and after each round: a leak grows from
+round to round, while the allocator's one-off growth for the larger concurrent batches shows once.
 """
 
 import argparse
@@ -103,6 +103,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200, help="requests per thread and batch size")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--rounds", type=int, default=3, help="the whole load this many times (a leak grows per round)")
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--out", help="also write the report as JSON here")
     args = parser.parse_args(argv)
@@ -124,27 +125,30 @@ def main(argv=None):
         for batch in args.batches:  # warm-up: trace every shape once, let the allocator settle
             drive(serve, [random_requests(rng, 20, batch, 50, 11924)] * args.threads, args.threads, args.k)
         report["rss_mib_after_warmup"] = round(rss_mib(), 1)
-        for batch in args.batches:
-            load = [random_requests(rng, args.requests, batch, 50, 11924) for _ in range(args.threads)]
-            latencies, errors, wall = drive(serve, load, args.threads, args.k)
-            total = args.threads * args.requests
-            report[f"batch_{batch}"] = {
-                "requests": total,
-                "requests_per_s": round(total / wall, 1),
-                "rows_per_s": round(total * batch / wall, 1),
-                "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-                "p99_ms": round(float(np.percentile(latencies, 99)), 2),
-                "errors": len(errors),
-                "first_errors": errors[:5],
-            }
-            report[f"rss_mib_after_batch_{batch}"] = round(rss_mib(), 1)
-    report["rss_growth_mib"] = round(report[f"rss_mib_after_batch_{args.batches[-1]}"] - report["rss_mib_after_warmup"], 1)
+        rss = []
+        for round_ in range(args.rounds):
+            for batch in args.batches:
+                load = [random_requests(rng, args.requests, batch, 50, 11924) for _ in range(args.threads)]
+                latencies, errors, wall = drive(serve, load, args.threads, args.k)
+                total = args.threads * args.requests
+                report[f"round_{round_ + 1}_batch_{batch}"] = {
+                    "requests": total,
+                    "requests_per_s": round(total / wall, 1),
+                    "rows_per_s": round(total * batch / wall, 1),
+                    "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+                    "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+                    "errors": len(errors),
+                    "first_errors": errors[:5],
+                }
+            rss.append(round(rss_mib(), 1))
+    report["rss_mib_after_each_round"] = rss
+    report["rss_growth_mib_first_to_last_round"] = round(rss[-1] - rss[0], 1)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
-    return 1 if any(report[f"batch_{b}"]["errors"] for b in args.batches) else 0
+    return 1 if any(v["errors"] for k, v in report.items() if k.startswith("round_")) else 0
 
 
 if __name__ == "__main__":
