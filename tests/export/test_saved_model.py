@@ -218,3 +218,44 @@ def test_the_serving_signature_survives_any_int32_array(serving_default):
             assert len(set(answer.tolist())) == K
 
     check()
+
+
+def test_tensorflow_c_api_loads_the_export_and_gets_the_same_top_k(fame, exported, tmp_path):
+    """The loader TF Serving builds on: a C program, compiled now against the `libtensorflow_cc`
+    inside the TensorFlow wheel, loads the SavedModel with `TF_LoadSessionFromSavedModel` and runs the
+    `serving_default` signature's graph; its top-k equals `recommend`'s."""
+    import shutil
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    tf_dir = os.path.dirname(tf.__file__)
+    if compiler is None:
+        pytest.skip("no C compiler (cc/gcc) on this machine")
+    if not os.path.isfile(os.path.join(tf_dir, "include", "tensorflow", "c", "c_api.h")):
+        pytest.skip("this TensorFlow wheel ships no C API headers")
+    binary = str(tmp_path / "serve")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c_api_serve.c")
+    build = subprocess.run(
+        [compiler, "-O1", source, "-o", binary, f"-I{tf_dir}/include", f"-L{tf_dir}", "-l:libtensorflow_cc.so.2",
+         "-l:libtensorflow_framework.so.2", f"-Wl,-rpath,{tf_dir}"], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+
+    # The signature's graph tensors, read from saved_model.pb as TF Serving does.
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(exported, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    signature = proto.meta_graphs[0].signature_def["serving_default"]
+    in_op, in_index = signature.inputs["item_ids"].name.split(":")
+    out_op, out_index = signature.outputs["item_ids"].name.split(":")
+
+    ids = _batch(CASES)
+    with open(tmp_path / "in.bin", "wb") as f:
+        f.write(np.asarray(ids.shape, np.int64).tobytes() + ids.astype(np.int32).tobytes())
+    run = subprocess.run([binary, exported, in_op, in_index, out_op, out_index, str(tmp_path / "in.bin"),
+                          str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    raw = (tmp_path / "out.bin").read_bytes()
+    rows, cols = np.frombuffer(raw[:16], np.int64)
+    top = np.frombuffer(raw[16:], np.int32).reshape(rows, cols)
+    np.testing.assert_array_equal(top, _expected(fame, CASES)["item_ids"])
