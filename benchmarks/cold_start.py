@@ -45,6 +45,7 @@ from keras_fame.cli import ITEM_TEXT_FILES, find_sequence_file  # noqa: E402
 from keras_fame.data import leave_one_out, read_sequences  # noqa: E402
 from keras_fame.data.cold_start import hold_out_items, popularity_scores, remove_items, split_by_target  # noqa: E402
 from keras_fame.evaluation import evaluate_ranking  # noqa: E402
+from keras_fame.evaluation.ranking import history_mask_rows, metrics_from_ranks, target_ranks  # noqa: E402
 from keras_fame.losses import MaskedSoftmaxCrossEntropy  # noqa: E402
 from keras_fame.training import TextStart, fit_with_early_stopping, machine_description, text_item_table  # noqa: E402
 
@@ -60,6 +61,30 @@ def evaluate_groups(score_fn, test, hidden):
     out = {}
     for name, rows in (("cold", cold), ("warm", warm), ("all", np.arange(len(test)))):
         out[name] = evaluate_ranking(score_fn, test.subset(rows), exclude_history=True)
+    # Where the cold targets land: their rank among all items, and how far below the top.
+    cold_set = test.subset(cold)
+    scores = np.concatenate([score_fn(cold_set.inputs[i : i + 256]) for i in range(0, len(cold), 256)])
+    scores = np.asarray(scores, np.float64)
+    scores[:, 0] = -np.inf
+    rows, cols = history_mask_rows(cold_set.history_indptr, cold_set.history_items, 0, len(cold))
+    ranks = target_ranks(scores, cold_set.targets, exclude=(rows, cols))
+    target = scores[np.arange(len(cold)), cold_set.targets]
+    is_hidden = np.zeros(scores.shape[1], bool)
+    is_hidden[hidden] = True
+    # The cold-item task of the cold-start literature (e.g. DropoutNet): which of the new items will the
+    # user pick? The target is ranked among the held-out items only (history excluded); chance HR@10 is
+    # about 10 / held-out items.
+    among = np.where(is_hidden[None, :], scores, -np.inf)
+    out["cold_among_held_out"] = metrics_from_ranks(target_ranks(among, cold_set.targets, exclude=(rows, cols)))
+    out["cold_diagnostics"] = {
+        "target_rank_percentiles_10_50_90": np.percentile(ranks, [10, 50, 90]).tolist(),
+        "rank_if_ranked_among_held_out_items_only_median": float(np.median(
+            (scores[:, is_hidden] >= target[:, None]).sum(axis=1) - 1)),
+        "mean_score_target": float(target.mean()),
+        "mean_score_held_out_items": float(scores[:, is_hidden].mean()),
+        "mean_score_trained_items": float(scores[:, 1:][:, ~is_hidden[1:]].mean()),
+        "mean_10th_best_score": float(np.sort(scores, axis=1)[:, -10].mean()),
+    }
     return out
 
 
@@ -87,11 +112,22 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
     loss = MaskedSoftmaxCrossEntropy(excluded_items=hidden.tolist())
     training = fit_with_early_stopping(model, split, epochs=epochs, patience=patience, seed=seed, verbose=verbose, loss=loss)
     after = np.asarray(model.item_embedding.item_table())[hidden]
+    layer = model.item_embedding
+    if layer.item_content:
+        trained = np.setdiff1d(np.arange(1, split.num_items + 1), hidden)
+        offsets = np.asarray(layer.item_table()) - np.asarray(layer.content_embeddings)
+        norms = {
+            "content_row_norm_mean": float(np.linalg.norm(np.asarray(layer.content_embeddings)[1:], axis=1).mean()),
+            "trained_offset_norm_mean": float(np.linalg.norm(offsets[trained], axis=1).mean()),
+        }
+    else:
+        norms = {"row_norm_mean": float(np.linalg.norm(np.asarray(layer.item_table())[1:], axis=1).mean())}
     scorer = model.scorer()
     result = {
         "training": training,
         "test": evaluate_groups(lambda x: scorer.predict_on_batch(x)["scores"], split.test, hidden),
         "held_out_rows_unchanged": bool(np.array_equal(before, after)),
+        "table_norms": norms,
     }
     if report is not None:
         result["text_start"] = report
@@ -102,16 +138,19 @@ def summary(out_dir):
     """A markdown table of every finished variant (cold / warm / all users, exclude_history)."""
     rows = []
     for name in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
-        if name.endswith(".json"):
+        if name.endswith(".json") and os.path.isfile(os.path.join(out_dir, name)):
             with open(os.path.join(out_dir, name)) as f:
                 rows.append(json.load(f))
     rows.sort(key=lambda r: (r["dataset"], r["seed"], VARIANTS.index(r["variant"])))
     lines = [
-        "| data | seed | variant | cold users NDCG@10 / HR@10 | warm users NDCG@10 / HR@10 | all users NDCG@10 / HR@10 | held-out rows unchanged |",
-        "|---|---|---|---|---|---|---|",
+        "| data | seed | variant | cold users NDCG@10 / HR@10 | cold users, among held-out items: NDCG@10 / HR@10 "
+        "| cold target median rank (of all) | warm users NDCG@10 / HR@10 | all users NDCG@10 / HR@10 | held-out rows unchanged |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = [f"{r['test'][g]['ndcg@10']:.4f} / {r['test'][g]['hr@10']:.4f}" for g in ("cold", "warm", "all")]
+        t = r["test"]
+        cells = [f"{t[g]['ndcg@10']:.4f} / {t[g]['hr@10']:.4f}" for g in ("cold", "cold_among_held_out", "warm", "all")]
+        cells.insert(2, f"{t['cold_diagnostics']['target_rank_percentiles_10_50_90'][1]:.0f}")
         unchanged = r.get("held_out_rows_unchanged", "n/a")
         lines.append(f"| {r['dataset']} | {r['seed']} | {r['variant']} | " + " | ".join(cells) + f" | {unchanged} |")
     if rows:
