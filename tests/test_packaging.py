@@ -41,6 +41,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     out = _run([sys.executable, "-c", smoke, str(site)], cwd=tmp_path, env=env)
     assert out.strip().endswith(f"ok {keras_fame.__version__}")
     assert "usage" in _run([sys.executable, "-m", "keras_fame.export", "--help"], cwd=tmp_path, env=env).lower()
+    # The console script the wheel declares, as pip installed it.
+    help_text = _run([str(site / "bin" / "keras-fame"), "--help"], cwd=tmp_path, env=env)
+    assert "recommend" in help_text and "export" in help_text
 
 
 def test_sdist_carries_the_package_and_its_metadata(tmp_path):

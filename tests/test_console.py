@@ -1,0 +1,74 @@
+"""The `keras-fame` command end to end on small data the test writes itself."""
+
+import json
+
+import pytest
+
+from keras_fame import console
+from keras_fame.data import write_sequences
+from keras_fame.data.synthetic import planted_facets
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("console")
+    data, _ = planted_facets(num_users=120, max_length=10, seed=0)
+    seq = root / "mine.txt"
+    write_sequences(str(seq), data)
+    out = root / "run"
+    code = console.main(["train", "mine", "--sequence-file", str(seq), "--output-dir", str(out), "--hidden-dim", "8",
+                         "--heads", "2", "--experts", "2", "--max-len", "10", "--epochs", "1", "--fame-epochs", "1",
+                         "--verbose", "0"])
+    assert code in (0, None)
+    return root, seq, out, data
+
+
+def test_train_evaluate_recommend_export(trained, capsys):
+    root, seq, out, data = trained
+    assert (out / "fame.keras").is_file() and (out / "results.json").is_file()
+    capsys.readouterr()
+
+    assert console.main(["evaluate", str(out / "fame.keras"), str(seq)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["test"] == json.loads((out / "results.json").read_text())["fame"]["test"]
+
+    assert console.main(["recommend", str(out / "fame.keras"), "--history", "1", "2", "3", "--history", "4",
+                         "--k", "5", "--explain"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert len(answer["item_ids"]) == 2 and len(answer["item_ids"][0]) == 5
+    assert not {1, 2, 3} & set(answer["item_ids"][0])
+    assert len(answer["head_item_ids"][0]) == 2  # one top-k per head
+
+    assert console.main(["export", str(out / "fame.keras"), str(root / "serving")]) == 0
+    assert (root / "serving" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "missing.keras", "missing.txt"], "no such sequence file"),
+        (["recommend", "missing.keras", "--history", "1"], "no such model file"),
+        (["train"], "usage: keras-fame train DATASET"),
+        (["train", "netflix"], "unknown dataset 'netflix'"),
+        (["train", "mine", "--sequence-file", "nope.txt"], "--sequence-file nope.txt: no such file"),
+        (["prepare", "toys", "--raw", "nope.json.gz"], "--raw nope.json.gz: no such file"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
+    assert console.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_recommend_refuses_unknown_items(trained, capsys):
+    _, _, out, data = trained
+    assert console.main(["recommend", str(out / "fame.keras"), "--history", str(data.num_items + 5)]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_help_reads_well(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        console.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("prepare", "train", "evaluate", "recommend", "export"):
+        assert command in text
