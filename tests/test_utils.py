@@ -28,3 +28,25 @@ def test_save_model_atomic_keeps_the_previous_file_when_a_save_dies(tmp_path, mo
     restored = keras.saving.load_model(path, safe_mode=True)
     x = np.array([[1, 2, 3, 4]], "int32")
     np.testing.assert_allclose(restored.predict_on_batch(x), first.predict_on_batch(x), rtol=1e-6, atol=1e-6)
+
+
+def test_tensorflow_startup_lines_are_dropped_and_everything_else_kept(tmp_path):
+    """A fresh process importing keras_fame prints no TF start-up lines, but real stderr output survives."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from keras_fame import _quiet\n"
+            "with _quiet.tensorflow_startup_lines_dropped(force=True):\n"
+            "    os.write(2, b'I0000 00:00:1796184245.820050    5422 port.cc:153] oneDNN custom operations are on.\\n')\n"
+            "    os.write(2, b'a real error line\\n')\n"
+            "    print('a python warning', file=sys.stderr)\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "a real error line" in proc.stderr and "a python warning" in proc.stderr
+    assert "port.cc" not in proc.stderr and "absl::InitializeLog" not in proc.stderr, proc.stderr
+    # The real start-up of a fresh process: importing the package prints none of TensorFlow's lines.
+    proc = subprocess.run([sys.executable, "-c", "import keras_fame"], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0 and "port.cc" not in proc.stderr and "cpu_feature_guard" not in proc.stderr, proc.stderr
