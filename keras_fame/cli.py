@@ -44,6 +44,12 @@ def main(dataset, argv=None):
     parser.add_argument(
         "--sequence-file", help="train on this S3-Rec file (`user item item ...` per line) instead of the dataset's"
     )
+    parser.add_argument(
+        "--interactions-csv", metavar="FILE",
+        help="train on your own log: a CSV with columns user,item,timestamp (any string ids); it is prepared into "
+        "<output-dir>/data/ (k-core, ids remapped) and the id mapping saved as <output-dir>/item_ids.json",
+    )
+    parser.add_argument("--k-core", type=int, default=5, help="with --interactions-csv: k-core threshold")
     parser.add_argument("--output-dir", default=os.path.join("runs", dataset))
     parser.add_argument("--hidden-dim", "-d", type=int, default=64)
     parser.add_argument("--heads", "-H", type=int, default=2)
@@ -140,6 +146,24 @@ def main(dataset, argv=None):
     if args.sequence_file is not None and not os.path.isfile(args.sequence_file):
         print(f"error: --sequence-file {args.sequence_file}: no such file", file=sys.stderr)
         return 2
+    item_ids_file = None
+    if args.interactions_csv is not None:
+        from keras_fame.data import DataFormatError
+        from keras_fame.data.preprocess import prepare_interactions
+
+        if args.sequence_file is not None:
+            parser.error("--interactions-csv and --sequence-file are two sources: give one")
+        if not os.path.isfile(args.interactions_csv):
+            print(f"error: --interactions-csv {args.interactions_csv}: no such file", file=sys.stderr)
+            return 2
+        try:
+            args.sequence_file, _, _ = prepare_interactions(
+                args.interactions_csv, os.path.join(args.output_dir, "data"), dataset, k=args.k_core
+            )
+        except DataFormatError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        item_ids_file = os.path.join(args.output_dir, "data", f"{dataset}_item_ids.json")
     path = args.sequence_file or find_sequence_file(dataset, args.data_dir)
     if path is None:
         folder, name = DATASET_FILES[dataset]
@@ -213,6 +237,11 @@ def main(dataset, argv=None):
         resume=not args.fresh,
         tensorboard_dir=args.tensorboard,
     )
+    if item_ids_file is not None:
+        import shutil
+
+        shutil.copyfile(item_ids_file, os.path.join(args.output_dir, "item_ids.json"))
+        print(f"item id mapping: {os.path.join(args.output_dir, 'item_ids.json')} (used by keras-fame recommend/export)")
     return 0
 
 

@@ -3,6 +3,7 @@
     keras-fame prepare toys --out data/                      # download (or --raw FILE) and prepare
     keras-fame train toys --data-dir data/ --heads 2         # text start -> SASRec -> FAME (as make train)
     keras-fame train custom --sequence-file my.txt           # any S3-Rec file: `user item item ...`
+    keras-fame train shop --interactions-csv log.csv         # your log: user,item,timestamp (string ids)
     keras-fame evaluate runs/toys/fame.keras data/toys/Toys_and_Games.txt
     keras-fame recommend runs/toys/fame.keras --history 12 7 301 --history 5 --k 10 --explain
     keras-fame export runs/toys/fame.keras serving/fame      # SavedModel for TF Serving
@@ -14,7 +15,10 @@ exit with status 2 and a message naming what is wrong.
 import argparse
 import json
 import os
+import shutil
 import sys
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -62,15 +66,44 @@ def _evaluate(args):
     return 0
 
 
+def _item_ids_file(args):
+    """The id mapping to use: --item-ids, else `item_ids.json` beside the model (written by --interactions-csv)."""
+    if args.item_ids:
+        return args.item_ids
+    beside = os.path.join(os.path.dirname(os.path.abspath(args.model)), "item_ids.json")
+    return beside if os.path.isfile(beside) else None
+
+
 def _recommend(args):
-    model = _load(args.model)
     if not args.history:
         return _error("give at least one --history ITEM [ITEM ...]")
+    mapping = _item_ids_file(args)
+    if mapping is not None:
+        from keras_fame.data.preprocess import load_item_ids
+
+        if not os.path.isfile(mapping):
+            return _error(f"--item-ids {mapping}: no such file")
+        to_original, to_internal = load_item_ids(mapping)
+        unknown = [item for h in args.history for item in h if item not in to_internal]
+        if unknown:
+            return _error(f"item {unknown[0]!r} is not in {mapping} (the model knows only the items it was trained on)")
+        histories = [[to_internal[item] for item in h] for h in args.history]
+    else:
+        try:
+            histories = [[int(item) for item in h] for h in args.history]
+        except ValueError as error:
+            return _error(f"--history takes integer item ids without an --item-ids mapping ({error})")
+    model = _load(args.model)
     try:
-        out = model.recommend([list(h) for h in args.history], k=args.k, explain=args.explain)
+        out = model.recommend(histories, k=args.k, explain=args.explain)
     except ValueError as error:
         return _error(str(error))
-    print(json.dumps({key: value.tolist() for key, value in out.items()}, indent=2))
+    answer = {key: value.tolist() for key, value in out.items()}
+    if mapping is not None:  # answer in the user's own ids
+        for key in ("item_ids", "head_item_ids"):
+            if key in answer:
+                answer[key] = np.vectorize(to_original.get, otypes=[object])(np.asarray(out[key])).tolist()
+    print(json.dumps(answer, indent=2))
     return 0
 
 
@@ -81,7 +114,17 @@ def _export(args):
     if args.version is not None:
         argv += ["--version", str(args.version)]
     argv += ["--keep-seen"] * args.keep_seen + ["--no-explain"] * args.no_explain
-    return export_main(argv)
+    before = set(os.listdir(args.base_dir)) if os.path.isdir(args.base_dir) else set()
+    code = export_main(argv)
+    mapping = _item_ids_file(args)
+    if code == 0 and mapping is not None:
+        # The SavedModel answers in internal ids; the mapping travels with it in assets.extra/
+        # (TF Serving ignores that folder; clients read it to translate ids).
+        (version,) = set(os.listdir(args.base_dir)) - before
+        extra = os.path.join(args.base_dir, version, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        shutil.copyfile(mapping, os.path.join(extra, "item_ids.json"))
+    return code
 
 
 def main(argv=None):
@@ -109,8 +152,11 @@ def main(argv=None):
 
     recommend = commands.add_parser("recommend", help="top-k items for given histories")
     recommend.add_argument("model", help="a SASRec/FAME .keras file")
-    recommend.add_argument("--history", type=int, nargs="+", action="append", metavar="ITEM",
+    recommend.add_argument("--history", nargs="+", action="append", metavar="ITEM",
                            help="one history, oldest item first; repeat for more users")
+    recommend.add_argument("--item-ids", metavar="FILE",
+                           help="id mapping (default: item_ids.json beside the model, if any): histories and "
+                           "answers in your own item ids")
     recommend.add_argument("--k", type=int, default=10)
     recommend.add_argument("--explain", action="store_true", help="FAME: also each head's own top-k")
 
@@ -121,6 +167,9 @@ def main(argv=None):
     export.add_argument("--version", type=int)
     export.add_argument("--keep-seen", action="store_true", help="do not exclude the input items from the top-k")
     export.add_argument("--no-explain", action="store_true", help="FAME: omit the per-head 'explain' signature")
+    export.add_argument("--item-ids", metavar="FILE",
+                        help="id mapping copied to VERSION/assets.extra/item_ids.json (default: item_ids.json "
+                        "beside the model, if any)")
 
     if argv[:1] == ["train"]:  # the training flags are the pipeline's own (`keras-fame train toys --help`)
         from keras_fame import cli
@@ -129,8 +178,9 @@ def main(argv=None):
             return _error("usage: keras-fame train DATASET [flags]; DATASET is toys, beauty, sports, or a name "
                           "for your own --sequence-file (see keras-fame train toys --help)")
         dataset, rest = argv[1], argv[2:]
-        if dataset not in cli.DATASET_FILES and "--sequence-file" not in rest:
-            return _error(f"unknown dataset {dataset!r}: use toys, beauty or sports, or pass --sequence-file FILE")
+        if dataset not in cli.DATASET_FILES and not {"--sequence-file", "--interactions-csv"} & set(rest):
+            return _error(f"unknown dataset {dataset!r}: use toys, beauty or sports, or pass --sequence-file FILE "
+                          "or --interactions-csv FILE")
         return cli.main(dataset, rest)
 
     args = parser.parse_args(argv)
@@ -140,6 +190,8 @@ def main(argv=None):
     try:
         return {"prepare": _prepare, "evaluate": _evaluate, "recommend": _recommend, "export": _export}[args.command](args)
     except FileNotFoundError as error:
+        return _error(str(error))
+    except ValueError as error:  # DataFormatError (bad files) included
         return _error(str(error))
 
 

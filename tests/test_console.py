@@ -72,3 +72,54 @@ def test_help_reads_well(capsys):
     text = capsys.readouterr().out
     for command in ("prepare", "train", "evaluate", "recommend", "export"):
         assert command in text
+
+
+def test_a_csv_log_with_string_ids_round_trips_through_train_recommend_and_export(tmp_path, capsys):
+    import numpy as np
+
+    from keras_fame.data.preprocess import load_item_ids
+
+    data, _ = planted_facets(num_users=100, max_length=10, seed=3)
+    rows = []
+    for u in range(data.num_users):
+        for t, item in enumerate(data.items[data.indptr[u]:data.indptr[u + 1]]):
+            rows.append(f"cust-{u},SKU {item:04d}-x,{1000 + 10 * t}")
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,timestamp\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert console.main(["train", "shop", "--interactions-csv", str(log), "--output-dir", str(out), "--k-core", "1",
+                         "--hidden-dim", "8", "--heads", "2", "--experts", "2", "--max-len", "10", "--epochs", "1",
+                         "--fame-epochs", "1", "--verbose", "0"]) == 0
+    to_original, to_internal = load_item_ids(out / "item_ids.json")
+    used = len(np.unique(data.items))  # items that occur in the log
+    assert len(to_original) == used and all(v.startswith("SKU ") for v in to_original.values())
+    capsys.readouterr()
+
+    history = ["SKU 0003-x", "SKU 0010-x"]
+    assert console.main(["recommend", str(out / "fame.keras"), "--history", *history, "--k", "4", "--explain"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    top = answer["item_ids"][0]
+    assert len(top) == 4 and all(item in to_internal for item in top) and not set(top) & set(history)
+    # The same answer as the model in internal ids.
+    import keras
+
+    model = keras.saving.load_model(str(out / "fame.keras"))
+    internal = model.recommend([[to_internal[h] for h in history]], k=4)["item_ids"][0]
+    assert top == [to_original[int(i)] for i in internal]
+    assert all(item in to_internal for head in answer["head_item_ids"][0] for item in head)
+
+    assert console.main(["recommend", str(out / "fame.keras"), "--history", "no-such-sku"]) == 2
+    assert "'no-such-sku' is not in" in capsys.readouterr().err
+
+    assert console.main(["export", str(out / "fame.keras"), str(tmp_path / "serving")]) == 0
+    exported = tmp_path / "serving" / "1"
+    assert (exported / "saved_model.pb").is_file()
+    assert json.loads((exported / "assets.extra" / "item_ids.json").read_text()) == json.loads((out / "item_ids.json").read_text())
+    assert np.array_equal(sorted(to_internal.values()), np.arange(1, used + 1))
+
+
+def test_a_bad_csv_row_is_reported_with_its_line(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,timestamp\nu1,a,1\nu1,b,2\nu1,c,soon\n")
+    assert console.main(["train", "shop", "--interactions-csv", str(log), "--output-dir", str(tmp_path / "o")]) == 2
+    assert f"{log}:4: 'timestamp' is not a number: 'soon'" in capsys.readouterr().err

@@ -251,3 +251,113 @@ def prepare_movielens(ratings_path, output_dir, name="ml-20m", k=5):
     with open(os.path.join(output_dir, f"{name}_item_ids.json"), "w") as f:
         json.dump({str(i): int(m) for i, m in enumerate(movie_vocab.tolist(), 1)}, f)
     return data
+
+
+def read_interactions_csv(path, user_column="user", item_column="item", time_column="timestamp"):
+    """Reads a user's own interaction log: a CSV with a header and one event per row.
+
+    User and item ids may be any strings (they are kept as strings);
+    timestamps any numbers (seconds, milliseconds, or just an order). Read
+    with pyarrow (vectorised). Other columns are ignored.
+
+    Returns:
+        `(users, items, timestamps)`: object arrays of strings and a float64 array.
+
+    Raises:
+        DataFormatError: naming the file (and the line where known) for a
+            missing column, an empty id, or a timestamp that is not a number.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    path = os.fspath(path)
+    columns = [user_column, item_column, time_column]
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataFormatError(path, 1, f"not a readable CSV file: {err}") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataFormatError(path, 1, f"missing column(s) {missing}; the header has {header}")
+    try:
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types={user_column: pa.string(), item_column: pa.string(), time_column: pa.float64()},
+                include_columns=columns,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as err:  # pyarrow's message quotes the offending row
+        _raise_first_bad_time(path, time_column, err)
+    if table.num_rows == 0:
+        raise DataFormatError(path, None, "the file holds no interactions")
+    users = table.column(user_column).to_numpy(zero_copy_only=False)
+    items = table.column(item_column).to_numpy(zero_copy_only=False)
+    times = table.column(time_column).to_numpy(zero_copy_only=False)
+    for name, values in ((user_column, users), (item_column, items)):
+        empty = np.flatnonzero([v is None or v == "" for v in values])
+        if len(empty):
+            raise DataFormatError(path, int(empty[0]) + 2, f"empty {name!r}")  # +1 header, +1 1-based
+    bad_time = np.flatnonzero(~np.isfinite(times.astype(np.float64)))
+    if len(bad_time):
+        raise DataFormatError(path, int(bad_time[0]) + 2, f"{time_column!r} is empty or not a finite number")
+    return users.astype(object), items.astype(object), times.astype(np.float64)
+
+
+def _raise_first_bad_time(path, time_column, err):
+    """Error path only: finds the line of the first timestamp that is not a number."""
+    import pyarrow.csv as pacsv
+
+    try:
+        raw = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=[time_column],
+                                                                        column_types={time_column: "string"}))
+        for row, value in enumerate(raw.column(time_column).to_pylist()):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise DataFormatError(path, row + 2, f"{time_column!r} is not a number: {value!r}") from None
+    except DataFormatError:
+        raise
+    except Exception:  # the file is broken in another way: report pyarrow's own message
+        pass
+    raise DataFormatError(path, None, f"bad row: {err}") from None
+
+
+def prepare_interactions(csv_path, output_dir, name, k=5, **columns):
+    """A user's CSV log -> `<output_dir>/<name>.txt` (S3-Rec format) and `<name>_item_ids.json`.
+
+    Ids are remapped to `1..num_items` (`build_sequences`, k-core `k`);
+    the JSON maps each internal id (as a string key) to the original item
+    id, so recommendations can be answered in the user's own ids
+    (`keras-fame recommend`, `load_item_ids`).
+
+    Returns:
+        `(sequence file path, SequenceData, item vocabulary)`, the vocabulary
+        an array whose entry `i - 1` is the original id of internal item `i`.
+    """
+    from keras_fame.data.sequences import write_sequences
+
+    users, items, times = read_interactions_csv(csv_path, **columns)
+    data, _, item_vocab = build_sequences(users, items, times, k=k, source=os.fspath(csv_path))
+    os.makedirs(output_dir, exist_ok=True)
+    sequence_path = os.path.join(output_dir, f"{name}.txt")
+    write_sequences(sequence_path, data)
+    with open(os.path.join(output_dir, f"{name}_item_ids.json"), "w") as f:
+        json.dump({str(i): str(v) for i, v in enumerate(item_vocab.tolist(), 1)}, f)
+    return sequence_path, data, item_vocab
+
+
+def load_item_ids(path):
+    """Reads an `*_item_ids.json` mapping: returns `(internal -> original dict, original -> internal dict)`."""
+    try:
+        with open(path) as f:
+            mapping = json.load(f)
+        forward = {int(k): str(v) for k, v in mapping.items()}
+    except (OSError, ValueError, AttributeError) as err:
+        raise DataFormatError(path, None, f"not an item-id mapping (JSON object of internal id -> id): {err}") from None
+    return forward, {v: k for k, v in forward.items()}
