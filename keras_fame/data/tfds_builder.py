@@ -1,0 +1,118 @@
+"""A TFDS builder for the sequential-recommendation datasets, offline from `manual_dir`.
+
+    import tensorflow_datasets as tfds
+    import keras_fame.data.tfds_builder  # registers "sequential_recommendation"
+
+    ds = tfds.load(
+        "sequential_recommendation/toys", split="train",
+        download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(manual_dir="data/")},
+    )
+    split = leave_one_out(sequences_from_tfds(ds), max_len=50)   # -> TrainingBatches, evaluation, ...
+
+One example per user: `user_id` (int64) and `item_ids` (the user's items,
+oldest first, int64). Configurations: `beauty`, `sports`, `toys` (Amazon
+2014 5-core, S3-Rec ids) and `ml-20m` (MovieLens-20m, 5-core). Everything is
+in the single split `train`; the leave-one-out split is made afterwards
+(`keras_fame.data.leave_one_out`), as the paper does. The S3-Rec files carry
+no timestamps, so neither do the examples.
+
+`manual_dir` holds either the prepared S3-Rec file (`Toys_and_Games.txt`,
+directly or under `toys/`, as `keras-fame prepare` writes it) or the raw
+downloads (`reviews_Toys_and_Games_5.json.gz` and, optionally,
+`meta_Toys_and_Games.json.gz`; `ml-20m.zip` or `ratings.csv`), which are then
+prepared with the package's own preprocessing (`keras_fame.data.prepare`).
+Nothing is downloaded: the builder never touches the network.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from keras_fame.data.prepare import NAMES, prepare_dataset
+from keras_fame.data.sequences import SequenceData, read_sequences
+
+
+def _raw_files(dataset, folder):
+    """`(raw, meta)` paths of the raw downloads in `folder`, or `(None, None)`."""
+    if dataset == "ml-20m":
+        for name in ("ml-20m.zip", "ratings.csv"):
+            if os.path.isfile(os.path.join(folder, name)):
+                return os.path.join(folder, name), None
+        return None, None
+    reviews = os.path.join(folder, f"reviews_{NAMES[dataset]}_5.json.gz")
+    meta = os.path.join(folder, f"meta_{NAMES[dataset]}.json.gz")
+    return (reviews if os.path.isfile(reviews) else None), (meta if os.path.isfile(meta) else None)
+
+
+class SequentialRecommendation(tfds.core.GeneratorBasedBuilder):
+    """Users' item sequences of the paper's datasets (S3-Rec format), built from `manual_dir`."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "S3-Rec sequences, one example per user."}
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name=name, description=f"{NAMES[name]}: 5-core, items in time order")
+        for name in ("beauty", "sports", "toys", "ml-20m")
+    ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Put the prepared S3-Rec file (e.g. Toys_and_Games.txt, from `keras-fame prepare toys`) or the raw "
+        "downloads (reviews_<Category>_5.json.gz [+ meta_<Category>.json.gz], or ml-20m.zip / ratings.csv) "
+        "in manual_dir."
+    )
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "user_id": np.int64,
+                "item_ids": tfds.features.Sequence(np.int64),
+            }),
+            homepage="https://github.com/RUCAIBox/CIKM2020-S3Rec",
+        )
+
+    def _split_generators(self, dl_manager):
+        dataset = self.builder_config.name
+        manual = os.fspath(dl_manager.manual_dir)
+        name = f"{NAMES[dataset]}.txt"
+        for path in (os.path.join(manual, name), os.path.join(manual, dataset, name)):
+            if os.path.isfile(path):
+                return {"train": self._generate_examples(path)}
+        raw, meta = _raw_files(dataset, manual)
+        if raw is None:
+            raise FileNotFoundError(
+                f"{manual}: neither {name} (directly or under {dataset}/) nor the raw downloads were found. "
+                + self.MANUAL_DOWNLOAD_INSTRUCTIONS
+            )
+        prepared = tempfile.mkdtemp(prefix=f"keras-fame-{dataset}-")
+        path, _ = prepare_dataset(dataset, prepared, raw=raw, meta=meta)
+        return {"train": self._generate_examples(path)}
+
+    def _generate_examples(self, path):
+        data = read_sequences(path)
+        for row, user in enumerate(data.user_ids.tolist()):
+            items = data.items[data.indptr[row] : data.indptr[row + 1]]
+            yield user, {"user_id": user, "item_ids": items.astype(np.int64)}
+
+
+def sequences_from_tfds(dataset, num_items=None):
+    """A TFDS split of `SequentialRecommendation` (a `tf.data.Dataset`) -> `SequenceData`.
+
+    Users are ordered by `user_id` (TFDS shuffles files on read); `num_items`
+    defaults to the largest item id present.
+    """
+    users, sequences = [], []
+    for example in tfds.as_numpy(dataset):
+        users.append(int(example["user_id"]))
+        sequences.append(np.asarray(example["item_ids"], np.int32))
+    if not users:
+        raise ValueError("the dataset holds no users")
+    order = np.argsort(users, kind="stable")
+    lengths = np.array([len(sequences[i]) for i in order], np.int64)
+    items = np.concatenate([sequences[i] for i in order]).astype(np.int32)
+    return SequenceData(
+        user_ids=np.asarray(users, np.int64)[order],
+        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        items=items,
+        num_items=int(num_items or items.max()),
+        source="<tfds:sequential_recommendation>",
+    )
