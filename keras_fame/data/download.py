@@ -9,24 +9,10 @@ import os
 import shutil
 import urllib.request
 
+from keras_fame.data.registry import AMAZON_2014, DATASETS  # noqa: F401  (AMAZON_2014 re-exported)
 from keras_fame.utils import replace_atomically
 
-AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
-SOURCES = {
-    "beauty": {
-        "reviews": f"{AMAZON_2014}/reviews_Beauty_5.json.gz",
-        "metadata": f"{AMAZON_2014}/meta_Beauty.json.gz",
-    },
-    "sports": {
-        "reviews": f"{AMAZON_2014}/reviews_Sports_and_Outdoors_5.json.gz",
-        "metadata": f"{AMAZON_2014}/meta_Sports_and_Outdoors.json.gz",
-    },
-    "toys": {
-        "reviews": f"{AMAZON_2014}/reviews_Toys_and_Games_5.json.gz",
-        "metadata": f"{AMAZON_2014}/meta_Toys_and_Games.json.gz",
-    },
-    "ml-20m": {"archive": "https://files.grouplens.org/datasets/movielens/ml-20m.zip"},
-}
+SOURCES = {key: dataset.sources for key, dataset in DATASETS.items()}
 
 
 def fetch(url, destination, sha256=None, timeout=60):

@@ -4,7 +4,9 @@ import os
 
 from keras_fame.data import download, preprocess
 
-NAMES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "ml-20m": "ml-20m"}
+from keras_fame.data.registry import DATASETS
+
+NAMES = {key: dataset.name for key, dataset in DATASETS.items()}
 
 
 def prepare_dataset(dataset, out="data", raw=None, meta=None, k=5):

@@ -1,0 +1,45 @@
+"""The one registry of the paper's datasets: file names and download URLs.
+
+Everything that needs a dataset's files (`keras_fame.cli`, `keras-fame prepare`,
+`keras_fame.data.download`, the TFDS builder) reads them from here.
+"""
+
+import dataclasses
+
+AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """One dataset: `key` (as on the command line), `name` (the file stem) and its raw sources."""
+
+    key: str
+    name: str
+    sources: dict
+    has_item_text: bool = True
+
+    @property
+    def sequence_file(self):
+        """The prepared S3-Rec file, `<name>.txt`, kept under `<data dir>/<key>/`."""
+        return f"{self.name}.txt"
+
+    @property
+    def item_text_file(self):
+        """The item text beside it (`<name>_item_text.jsonl`), or None."""
+        return f"{self.name}_item_text.jsonl" if self.has_item_text else None
+
+
+def _amazon(key, name):
+    return Dataset(key, name, {
+        "reviews": f"{AMAZON_2014}/reviews_{name}_5.json.gz",
+        "metadata": f"{AMAZON_2014}/meta_{name}.json.gz",
+    })
+
+
+DATASETS = {
+    "beauty": _amazon("beauty", "Beauty"),
+    "sports": _amazon("sports", "Sports_and_Outdoors"),
+    "toys": _amazon("toys", "Toys_and_Games"),
+    "ml-20m": Dataset("ml-20m", "ml-20m", {"archive": "https://files.grouplens.org/datasets/movielens/ml-20m.zip"},
+                      has_item_text=False),
+}
