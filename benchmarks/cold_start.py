@@ -24,6 +24,9 @@ items (exclude_history). Variants, all SASRec with the package defaults:
   `offset_dropout=0.5`: at each training step every item's offset is
   dropped with probability 0.5, so the model learns to score items from
   their content alone (DropoutNet-style; `ItemEmbedding`).
+- `facet_dropout_scaled`: `facet_dropout` with a trainable scale on the
+  frozen content table (`learn_content_scale=True`), so content-only rows
+  can reach the magnitude of trained ones.
 
 Each variant's result is written to `results/cold_start/<dataset>-seed<seed>-<variant>.json`
 as soon as it finishes; a rerun skips finished variants.
@@ -52,6 +55,7 @@ from keras_fame.training import TextStart, fit_with_early_stopping, machine_desc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = (
     "popularity", "id_only", "pca_start", "pca_frozen", "facet_frozen", "facet_bounded", "pca_dropout", "facet_dropout",
+    "facet_dropout_scaled",
 )
 OFFSET_DROPOUT = 0.5
 
@@ -94,7 +98,7 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
         return {"test": evaluate_groups(lambda x: np.tile(scores, (len(x), 1)), split.test, hidden)}
     keras.utils.set_random_seed(seed)
     table, report = None, None
-    frozen = variant.endswith(("frozen", "bounded", "dropout"))
+    frozen = variant.endswith(("frozen", "bounded", "dropout", "scaled"))
     bound = None
     if variant != "id_only":
         mode = "facet" if variant.startswith("facet") else "pca"
@@ -106,7 +110,8 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
         keras.utils.set_random_seed(seed)
     model = SASRec(
         split.num_items, hidden_dim=64, num_heads=2, dropout=0.3, item_content=frozen, item_embeddings=table,
-        offset_max_norm=bound, offset_dropout=OFFSET_DROPOUT if variant.endswith("dropout") else 0.0,
+        offset_max_norm=bound, offset_dropout=OFFSET_DROPOUT if "dropout" in variant else 0.0,
+        learn_content_scale=variant.endswith("scaled"),
     )
     before = np.asarray(model.item_embedding.item_table())[hidden].copy()
     loss = MaskedSoftmaxCrossEntropy(excluded_items=hidden.tolist())
@@ -115,10 +120,12 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
     layer = model.item_embedding
     if layer.item_content:
         trained = np.setdiff1d(np.arange(1, split.num_items + 1), hidden)
-        offsets = np.asarray(layer.item_table()) - np.asarray(layer.content_embeddings)
+        scale = float(np.asarray(layer.content_scale)) if layer.learn_content_scale else 1.0
+        offsets = np.asarray(layer.item_table()) - scale * np.asarray(layer.content_embeddings)
         norms = {
-            "content_row_norm_mean": float(np.linalg.norm(np.asarray(layer.content_embeddings)[1:], axis=1).mean()),
+            "content_row_norm_mean": float(scale * np.linalg.norm(np.asarray(layer.content_embeddings)[1:], axis=1).mean()),
             "trained_offset_norm_mean": float(np.linalg.norm(offsets[trained], axis=1).mean()),
+            "content_scale": scale,
         }
     else:
         norms = {"row_norm_mean": float(np.linalg.norm(np.asarray(layer.item_table())[1:], axis=1).mean())}

@@ -39,7 +39,11 @@ class ItemEmbedding(keras.layers.Layer):
     to 0, in the input and the output table alike) with that probability,
     so a row that is content only is an ordinary case during training, as
     in DropoutNet (Volkovs et al., NeurIPS'17). No rescaling: at inference
-    every trained item keeps its whole offset.
+    every trained item keeps its whole offset. The content table itself is
+    frozen at the scale it was given (RMS 0.02 for the text starts), while
+    offsets grow in training; `learn_content_scale=True` adds one trainable
+    scalar that multiplies the content table, so the model can give
+    content-only rows the magnitude trained rows have.
 
     Args:
         num_items: int, `|V|`; ids are `1..num_items`.
@@ -56,6 +60,8 @@ class ItemEmbedding(keras.layers.Layer):
             probability, per item and training step, that its offset is
             dropped (see above).
         seed: optional int, for the offset dropout.
+        learn_content_scale: bool, with `item_content`: a trainable scalar
+            (starting at 1) multiplies the content table.
 
     Call arguments:
         item_ids: int tensor `[batch, seq]`, 0 = padding.
@@ -85,6 +91,7 @@ class ItemEmbedding(keras.layers.Layer):
         offset_max_norm=None,
         offset_dropout=0.0,
         seed=None,
+        learn_content_scale=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +101,9 @@ class ItemEmbedding(keras.layers.Layer):
             raise ValueError(f"offset_dropout={offset_dropout} must be in [0, 1)")
         if offset_dropout and not item_content:
             raise ValueError("offset_dropout drops the ID offset of item_content=True; the table has no offset")
+        if learn_content_scale and not item_content:
+            raise ValueError("learn_content_scale scales the content table of item_content=True; there is none")
+        self.learn_content_scale = bool(learn_content_scale)
         self.num_items = int(num_items)
         self.hidden_dim = int(hidden_dim)
         self.max_len = int(max_len)
@@ -126,6 +136,8 @@ class ItemEmbedding(keras.layers.Layer):
                 initializer="zeros",
                 trainable=False,
             )
+            if self.learn_content_scale:
+                self.content_scale = self.add_weight(name="content_scale", shape=(), initializer="ones")
         self.position_embeddings = self.add_weight(
             name="position_embeddings", shape=(self.max_len, self.hidden_dim), initializer=init()
         )
@@ -157,7 +169,10 @@ class ItemEmbedding(keras.layers.Layer):
             draw = keras.random.uniform((self.num_items + 1, 1), seed=self.offset_seed_generator)
             table = table * ops.cast(draw >= self.offset_dropout, table.dtype)
         if self.item_content:
-            table = table + ops.convert_to_tensor(self.content_embeddings)
+            content = ops.convert_to_tensor(self.content_embeddings)
+            if self.learn_content_scale:
+                content = content * ops.cast(self.content_scale, content.dtype)
+            table = table + content
         return table
 
     def compute_output_spec(self, item_ids, training=None):
@@ -183,6 +198,7 @@ class ItemEmbedding(keras.layers.Layer):
             "offset_max_norm": self.offset_max_norm,
             "offset_dropout": self.offset_dropout,
             "seed": self.seed,
+            "learn_content_scale": self.learn_content_scale,
         }
 
 

@@ -49,6 +49,8 @@ class FAME(SequentialRecommender):
         offset_dropout: float: with `item_content`, the probability per
             item and training step that its ID offset is dropped, so the
             model learns to score content-only (cold) items (`ItemEmbedding`).
+        learn_content_scale: bool: with `item_content`, a trainable scalar
+            multiplies the frozen content table (`ItemEmbedding`).
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -99,6 +101,7 @@ class FAME(SequentialRecommender):
         item_embeddings=None,
         offset_max_norm=None,
         offset_dropout=0.0,
+        learn_content_scale=False,
         activation="relu",
         kernel_initializer="glorot_uniform",
         **kwargs,
@@ -115,7 +118,7 @@ class FAME(SequentialRecommender):
         # === Layers ===
         self.item_embedding = self._make_embedding(
             num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
-            offset_dropout,
+            offset_dropout, learn_content_scale,
         )
         block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
@@ -160,6 +163,7 @@ class FAME(SequentialRecommender):
             item_content=bool(item_content),
             offset_max_norm=None if offset_max_norm is None else float(offset_max_norm),
             offset_dropout=float(offset_dropout),
+            learn_content_scale=bool(learn_content_scale),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )
@@ -209,6 +213,7 @@ class FAME(SequentialRecommender):
             item_content=sasrec.item_embedding.item_content,
             offset_max_norm=sasrec.item_embedding.offset_max_norm,
             offset_dropout=sasrec.item_embedding.offset_dropout,
+            learn_content_scale=sasrec.item_embedding.learn_content_scale,
             activation=sasrec.activation,
             kernel_initializer=sasrec.kernel_initializer,
             **kwargs,

@@ -36,6 +36,8 @@ class SASRec(SequentialRecommender):
         offset_dropout: float: with `item_content`, the probability per
             item and training step that its ID offset is dropped, so the
             model learns to score content-only (cold) items (`ItemEmbedding`).
+        learn_content_scale: bool: with `item_content`, a trainable scalar
+            multiplies the frozen content table (`ItemEmbedding`).
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -71,6 +73,7 @@ class SASRec(SequentialRecommender):
         item_embeddings=None,
         offset_max_norm=None,
         offset_dropout=0.0,
+        learn_content_scale=False,
         activation="relu",
         kernel_initializer="glorot_uniform",
         **kwargs,
@@ -78,7 +81,7 @@ class SASRec(SequentialRecommender):
         # === Layers ===
         self.item_embedding = self._make_embedding(
             num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
-            offset_dropout,
+            offset_dropout, learn_content_scale,
         )
         self.transformer_blocks = self._make_blocks(
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
@@ -106,6 +109,7 @@ class SASRec(SequentialRecommender):
             item_content=bool(item_content),
             offset_max_norm=None if offset_max_norm is None else float(offset_max_norm),
             offset_dropout=float(offset_dropout),
+            learn_content_scale=bool(learn_content_scale),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
         )

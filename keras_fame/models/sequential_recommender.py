@@ -64,7 +64,7 @@ class SequentialRecommender(keras.Model):
 
     def _make_embedding(
         self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False, offset_max_norm=None,
-        offset_dropout=0.0,
+        offset_dropout=0.0, learn_content_scale=False,
     ):
         return ItemEmbedding(
             num_items=num_items,
@@ -75,6 +75,7 @@ class SequentialRecommender(keras.Model):
             item_content=item_content,
             offset_max_norm=offset_max_norm,
             offset_dropout=offset_dropout,
+            learn_content_scale=learn_content_scale,
             name="item_embedding",
         )
 

@@ -188,3 +188,25 @@ def test_offset_dropout_drops_whole_offset_rows_in_training_only(tmp_path):
     for bad in (dict(offset_dropout=0.5), dict(item_content=True, offset_dropout=1.0)):
         with pytest.raises(ValueError, match="offset_dropout"):
             SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, **bad)
+
+
+def test_learned_content_scale_multiplies_the_content_and_trains(tmp_path):
+    model = SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, item_content=True, item_embeddings=_table(),
+                   offset_dropout=0.5, learn_content_scale=True)
+    layer = model.item_embedding
+    content = np.asarray(layer.content_embeddings)
+    layer.content_scale.assign(3.0)
+    np.testing.assert_allclose(np.asarray(layer.item_table()), 3.0 * content, rtol=1e-6)  # offsets start at 0
+    x = np.random.default_rng(0).integers(1, NUM_ITEMS + 1, (16, 5)).astype("int32")
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    model.fit(x, np.roll(x, -1, axis=1), epochs=2, verbose=0)
+    assert float(np.asarray(layer.content_scale)) != 3.0  # it is trained
+    np.testing.assert_array_equal(np.asarray(layer.content_embeddings), content)  # the content is not
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    fame = FAME.from_sasrec(model, num_heads=2, num_experts=2)
+    assert float(np.asarray(fame.item_embedding.content_scale)) == float(np.asarray(layer.content_scale))
+    with pytest.raises(ValueError, match="learn_content_scale"):
+        SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, learn_content_scale=True)
