@@ -12,6 +12,11 @@ from keras_fame._quiet import tensorflow_startup_lines_dropped
 with tensorflow_startup_lines_dropped():
     import keras  # noqa: F401  (loads the backend, and TensorFlow with it)
 
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as _tf
+
+        _tf.config.list_physical_devices()  # CUDA probing happens here, so its "no GPU" line is dropped too
+
 from keras_fame import layers, pretraining  # noqa: E402
 from keras_fame.data import leave_one_out, read_sequences  # noqa: E402
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model  # noqa: E402

@@ -1,4 +1,4 @@
-"""Drops TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features) from stderr.
+"""Drops TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features, "no GPU") from stderr.
 
 TensorFlow 2.21 prints them through absl before its logging is initialised,
 so `TF_CPP_MIN_LOG_LEVEL` no longer silences them. While TensorFlow is
@@ -17,6 +17,7 @@ import tempfile
 STARTUP_LINES = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|I0000 \S+ +\d+ (port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc):\d+\]"
+    r"|E0000 \S+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
     r"|To enable the following instructions: )"
 )
 
