@@ -20,6 +20,8 @@ import sys
 
 import numpy as np
 
+from keras_fame.data.registry import DATASETS
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -135,7 +137,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     prepare = commands.add_parser("prepare", help="download (or take local raw files) and prepare a dataset")
-    prepare.add_argument("dataset", choices=["beauty", "ml-20m", "sports", "toys"])
+    prepare.add_argument("dataset", choices=sorted(DATASETS))
     prepare.add_argument("--out", default="data", help="output folder (default: data)")
     prepare.add_argument("--raw", help="local review file (Amazon) or ratings.csv / ml-20m.zip (MovieLens)")
     prepare.add_argument("--meta", help="local Amazon metadata file")
@@ -189,9 +191,7 @@ def main(argv=None):
         return 2
     try:
         return {"prepare": _prepare, "evaluate": _evaluate, "recommend": _recommend, "export": _export}[args.command](args)
-    except FileNotFoundError as error:
-        return _error(str(error))
-    except ValueError as error:  # DataFormatError (bad files) included
+    except (FileNotFoundError, ValueError) as error:  # ValueError includes DataFormatError (bad files)
         return _error(str(error))
 
 

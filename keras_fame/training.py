@@ -158,7 +158,8 @@ class TrainingCheckpoint(keras.callbacks.BackupAndRestore):
         self._current_epoch = self.resumed_epoch
 
     def _save_model(self):
-        arrays = {f"extra_{i}": np.asarray(v) for i, v in enumerate(self._extra_variables())}
+        extra = self._extra_variables()
+        arrays = {f"extra_{i}": np.asarray(v) for i, v in enumerate(extra)}
         saved, best_counts = [], []
         for i, callback in enumerate(self.callbacks):
             if isinstance(callback, keras.callbacks.EarlyStopping):
@@ -172,7 +173,7 @@ class TrainingCheckpoint(keras.callbacks.BackupAndRestore):
             saved.append({name: getattr(callback, name) for name in names})
         state = {
             "epoch": self._current_epoch,
-            "extra_variables": sum(1 for k in arrays if k.startswith("extra_")),
+            "extra_variables": len(extra),
             "callbacks": saved,
             "has_best_weights": best_counts,
         }

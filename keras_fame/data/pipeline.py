@@ -107,6 +107,8 @@ class TrainingBatches(keras.utils.PyDataset):
 
     def set_epoch(self, epoch):
         """Plans the batches of epoch `epoch` (0-based), e.g. when training resumes there."""
+        if int(epoch) == self.epoch:  # already planned (by `on_epoch_end` or the constructor)
+            return
         self.epoch = int(epoch)
         self._plan()
 

@@ -248,8 +248,7 @@ def prepare_movielens(ratings_path, output_dir, name="ml-20m", k=5):
     data, _, movie_vocab = build_sequences(users, movies, times, k=k, source=os.fspath(ratings_path))
     os.makedirs(output_dir, exist_ok=True)
     write_sequences(os.path.join(output_dir, f"{name}.txt"), data)
-    with open(os.path.join(output_dir, f"{name}_item_ids.json"), "w") as f:
-        json.dump({str(i): int(m) for i, m in enumerate(movie_vocab.tolist(), 1)}, f)
+    _write_item_ids(os.path.join(output_dir, f"{name}_item_ids.json"), movie_vocab)
     return data
 
 
@@ -347,9 +346,14 @@ def prepare_interactions(csv_path, output_dir, name, k=5, **columns):
     os.makedirs(output_dir, exist_ok=True)
     sequence_path = os.path.join(output_dir, f"{name}.txt")
     write_sequences(sequence_path, data)
-    with open(os.path.join(output_dir, f"{name}_item_ids.json"), "w") as f:
-        json.dump({str(i): str(v) for i, v in enumerate(item_vocab.tolist(), 1)}, f)
+    _write_item_ids(os.path.join(output_dir, f"{name}_item_ids.json"), item_vocab)
     return sequence_path, data, item_vocab
+
+
+def _write_item_ids(path, vocab):
+    """`{"internal id": original id}` JSON for a vocabulary whose entry `i - 1` is item `i`'s original id."""
+    with open(path, "w") as f:
+        json.dump({str(i): v for i, v in enumerate(vocab.tolist(), 1)}, f)
 
 
 def load_item_ids(path):

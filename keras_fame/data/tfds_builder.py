@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_fame.data.prepare import NAMES, prepare_dataset
+from keras_fame.data.registry import DATASETS
 from keras_fame.data.sequences import SequenceData, read_sequences
 
 
@@ -41,8 +42,9 @@ def _raw_files(dataset, folder):
             if os.path.isfile(os.path.join(folder, name)):
                 return os.path.join(folder, name), None
         return None, None
-    reviews = os.path.join(folder, f"reviews_{NAMES[dataset]}_5.json.gz")
-    meta = os.path.join(folder, f"meta_{NAMES[dataset]}.json.gz")
+    sources = DATASETS[dataset].sources  # the raw files keep their download names
+    reviews = os.path.join(folder, os.path.basename(sources["reviews"]))
+    meta = os.path.join(folder, os.path.basename(sources["metadata"]))
     return (reviews if os.path.isfile(reviews) else None), (meta if os.path.isfile(meta) else None)
 
 
