@@ -35,8 +35,6 @@ import tempfile
 
 import keras
 
-from keras_fame.layers.item_scores import PADDING_SCORE
-
 _VERSION_DIR = re.compile(r"^\d+$")
 
 
@@ -51,78 +49,30 @@ def next_version(base_dir):
 def serving_functions(model, k=20, exclude_seen=True):
     """The TensorFlow functions behind the signatures (also used by the tests).
 
+    Both wrap `model.ranker(...)`, the ranking model `recommend()` runs, so
+    the served top-k is `recommend()`'s by construction.
+
     Returns:
         `(serve, explain)`: `tf.function`s taking `item_ids`; `explain` is
         None for SASRec.
     """
     import tensorflow as tf
 
-    num_items, max_len = model.num_items, model.max_len
-    if not 1 <= k <= num_items:
-        raise ValueError(f"k={k} must be between 1 and num_items={num_items}")
+    ranker = model.ranker(k=k, exclude_seen=exclude_seen)
     is_fame = hasattr(model, "num_experts")
-    scorer = model.scorer(explain=False)
-    explainer = model.scorer(explain=True) if is_fame else None
+    explainer = model.ranker(k=k, exclude_seen=exclude_seen, explain=True) if is_fame else None
     spec = tf.TensorSpec(shape=(None, None), dtype=tf.int32, name="item_ids")
-
-    def prepare(item_ids):
-        valid = (item_ids > 0) & (item_ids <= num_items)
-        ids = tf.where(valid, item_ids, tf.zeros_like(item_ids))
-        # Pack each row's valid items to the right, keep the newest max_len.
-        packed = tf.ragged.boolean_mask(ids, valid)
-        counts = tf.cast(packed.row_lengths(), tf.int32)  # [batch]
-        starts = tf.cast(packed.row_starts(), tf.int32)
-        column = tf.range(max_len, dtype=tf.int32)[None, :]
-        offset = counts[:, None] - max_len + column  # index within the row's valid items
-        source = starts[:, None] + tf.maximum(offset, 0)
-        flat = tf.concat([packed.flat_values, tf.zeros([1], tf.int32)], axis=0)
-        source = tf.minimum(source, tf.shape(flat)[0] - 1)
-        model_input = tf.where(offset >= 0, tf.gather(flat, source), tf.zeros_like(source))
-        batch = tf.shape(ids)[0]
-        if exclude_seen:
-            rows = tf.repeat(tf.range(batch), tf.shape(ids)[1])
-            cols = tf.reshape(ids, [-1])
-            seen = tf.scatter_nd(
-                tf.stack([rows, cols], axis=1), tf.ones_like(cols, tf.float32), tf.stack([batch, num_items + 1])
-            )
-        else:
-            seen = tf.zeros(tf.stack([batch, num_items + 1]))
-        return model_input, seen > 0
-
-    def rank(scores, seen):
-        # Seen items sink to PADDING_SCORE, the padding column below them.
-        scores = tf.where(seen, tf.cast(PADDING_SCORE, scores.dtype), scores)
-        is_padding = tf.equal(tf.range(num_items + 1), 0)
-        scores = tf.where(is_padding, tf.cast(2 * PADDING_SCORE, scores.dtype), scores)
-        values, indices = tf.math.top_k(scores, k=k)
-        return tf.cast(indices, tf.int32), tf.cast(values, tf.float32)
 
     @tf.function(input_signature=[spec])
     def serve(item_ids):
-        model_input, seen = prepare(item_ids)
-        out = scorer(model_input, training=False)
-        top_ids, top_scores = rank(out["scores"], seen)
-        result = {"item_ids": top_ids, "scores": top_scores}
-        if is_fame:
-            result["head_weights"] = tf.cast(out["head_weights"], tf.float32)
-        return result
+        return ranker(item_ids, training=False)
 
     explain = None
     if is_fame:
 
         @tf.function(input_signature=[spec])
         def explain(item_ids):
-            model_input, seen = prepare(item_ids)
-            out = explainer(model_input, training=False)
-            top_ids, top_scores = rank(out["scores"], seen)
-            head_ids, head_scores = rank(out["head_scores"], seen[:, None, :])
-            return {
-                "item_ids": top_ids,
-                "scores": top_scores,
-                "head_weights": tf.cast(out["head_weights"], tf.float32),
-                "head_item_ids": head_ids,
-                "head_scores": head_scores,
-            }
+            return explainer(item_ids, training=False)
 
     return serve, explain
 

@@ -169,13 +169,48 @@ class SequentialRecommender(keras.Model):
         outputs = _NewestPositionHead(head, explain, name="scorer_head")(last, item_table)
         return keras.Model(self.inputs, outputs, name=f"{self.name}_scorer")
 
+    def ranker(self, k=10, exclude_seen=True, explain=False):
+        """A functional model from raw histories to the top-k: the one ranking path.
+
+        `item_ids` int32 `[batch, any length]` (oldest first; 0 and ids
+        outside `1..num_items` are padding, anywhere in the row) ->
+        `NewestItems` (the newest `max_len` valid ids, left-padded) ->
+        `scorer()` -> `HistoryTopK` (leaves out padding and, with
+        `exclude_seen`, every id of the whole input row). `recommend()` and
+        the SavedModel export (`keras_fame.export`) both run this model.
+
+        Returns:
+            A `keras.Model` whose output is a dict: `item_ids` int32 and
+            `scores` float32 `[batch, k]`; for FAME `head_weights`
+            `[batch, heads]` and, with `explain=True`, `head_item_ids` /
+            `head_scores` `[batch, heads, k]`.
+        """
+        from keras_fame.layers.ranking import HistoryTopK, NewestItems
+
+        if not 1 <= k <= self.num_items:
+            raise ValueError(f"k={k} must be between 1 and num_items={self.num_items}")
+        item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
+        window = NewestItems(self.num_items, self.max_len, name="newest_items")(item_ids)
+        out = self.scorer(explain=explain)(window)
+        top_ids, top_scores = HistoryTopK(k, exclude_seen, name="top_k")(out["scores"], item_ids)
+        outputs = {"item_ids": top_ids, "scores": top_scores}
+        if "head_weights" in out:
+            outputs["head_weights"] = keras.ops.cast(out["head_weights"], "float32")
+        if "head_scores" in out:
+            head_top = HistoryTopK(k, exclude_seen, name="head_top_k")(out["head_scores"], item_ids)
+            outputs["head_item_ids"], outputs["head_scores"] = head_top
+        return keras.Model(item_ids, outputs, name=f"{self.name}_ranker")
+
     def recommend(self, histories, k=10, exclude_seen=True, explain=False, batch_size=256):
         """Top-k next items for raw item-id histories of any length.
+
+        Runs `ranker()` (the same model the SavedModel export serves) batch by
+        batch, after checking the ids.
 
         Args:
             histories: a list of sequences of item ids (oldest first, any
                 length; longer than `max_len` keeps the most recent items), or
-                an int array `[users, seq]` left-padded with 0.
+                an int array `[users, seq]` padded with 0 (anywhere).
             k: how many items to return.
             exclude_seen: leave out items already in each history (the whole
                 history, not only the last `max_len`).
@@ -191,33 +226,22 @@ class SequentialRecommender(keras.Model):
             ValueError: for ids outside `1..num_items` (0 only as padding in
                 an array), or `k` larger than the number of items.
         """
-        from keras_fame.evaluation.ranking import history_mask_rows, top_k
-
-        inputs, hist_indptr, hist_items = _histories_to_arrays(histories, self.num_items, self.max_len)
-        if not 1 <= k <= self.num_items:
-            raise ValueError(f"k={k} must be between 1 and num_items={self.num_items}")
-        scorer = self.scorer(explain=explain)
+        indptr, flat = _histories_to_arrays(histories, self.num_items)
+        ranker = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain)
+        lengths = np.diff(indptr)
         results = {}
-        for start in range(0, len(inputs), batch_size):
-            stop = min(start + batch_size, len(inputs))
-            out = {n: np.asarray(v) for n, v in scorer.predict_on_batch(inputs[start:stop]).items()}
-            scores = out.pop("scores").astype(np.float64)
+        for start in range(0, len(lengths), batch_size):
+            stop = min(start + batch_size, len(lengths))
+            width = self.max_len
             if exclude_seen:
-                rows, cols = history_mask_rows(hist_indptr, hist_items, start, stop)
-                scores[rows, cols] = -np.inf
-            batch = {}
-            batch["item_ids"], batch["scores"] = top_k(scores, k)
-            batch["scores"] = batch["scores"].astype(np.float32)
-            if "head_weights" in out:
-                batch["head_weights"] = out["head_weights"]
-            if "head_scores" in out:
-                head_scores = out["head_scores"].astype(np.float64)
-                if exclude_seen:
-                    head_scores[rows, :, cols] = -np.inf
-                batch["head_item_ids"], batch["head_scores"] = top_k(head_scores, k)
-                batch["head_scores"] = batch["head_scores"].astype(np.float32)
-            for name, value in batch.items():
-                results.setdefault(name, []).append(value)
+                # The whole history is needed for the exclusion; widths in powers
+                # of two, so that few distinct shapes are traced.
+                longest = int(lengths[start:stop].max(initial=1))
+                while width < longest:
+                    width *= 2
+            rows = pad_left(flat, indptr[start:stop], indptr[start + 1 : stop + 1], width).astype("int32")
+            for name, value in ranker.predict_on_batch(rows).items():
+                results.setdefault(name, []).append(np.asarray(value))
         return {name: np.concatenate(parts) for name, parts in results.items()}
 
 
@@ -244,8 +268,8 @@ class _NewestPositionHead(keras.layers.Layer):
         return dict(zip(names, outputs))
 
 
-def _histories_to_arrays(histories, num_items, max_len):
-    """Validated histories -> (left-padded model inputs, full-history CSR indptr, items)."""
+def _histories_to_arrays(histories, num_items):
+    """Validated histories -> (CSR indptr, items) of the full histories."""
     if isinstance(histories, np.ndarray):
         if histories.ndim != 2:
             raise ValueError(f"a history array must be 2-D [users, seq], got shape {histories.shape}")
@@ -267,4 +291,4 @@ def _histories_to_arrays(histories, num_items, max_len):
             row = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
             raise ValueError(f"history {row} holds {flat[bad[0]]}, not an item id in 1..{num_items}")
     indptr = np.concatenate([[0], np.cumsum(lengths)])
-    return pad_left(flat, indptr[:-1], indptr[1:], max_len), indptr, flat
+    return indptr, flat

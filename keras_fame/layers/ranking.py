@@ -1,0 +1,131 @@
+"""The one ranking path: raw histories -> model input window -> masked top-k.
+
+`SequentialRecommender.ranker()` chains these two layers around a model's
+newest-position scorer; `recommend()` and the SavedModel export both call
+that ranker, so "keep the newest `max_len` items, leave out what the user
+has seen, never return padding, take the top-k" exists once, in `keras.ops`
+(any backend).
+
+Why not keras-rs: `keras_rs.layers.BruteForceRetrieval` scores a query
+against a candidate table and takes the top-k, but it has no per-row
+exclusion of seen items, and FAME's scores are not a plain dot product with
+one table (they are gated over heads, `FacetGatedHead`), so the scores come
+from the model's own head and only the masking + top-k is done here.
+"""
+
+import keras
+from keras import ops
+
+from keras_fame.layers.item_scores import PADDING_SCORE
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class NewestItems(keras.layers.Layer):
+    """Packs each row's valid item ids to the right and keeps the newest `max_len`.
+
+    Ids outside `1..num_items` count as padding wherever they sit (never a
+    crash, never an out-of-range gather); the valid ids keep their order.
+    The result is the left-padded window SASRec and FAME read.
+
+    Args:
+        num_items: int, the largest valid id.
+        max_len: int, the window length.
+
+    Call arguments:
+        item_ids: int `[batch, seq]`, any `seq` (shorter or longer than
+            `max_len`), oldest first.
+
+    Returns:
+        int32 `[batch, max_len]`.
+
+    Example:
+    >>> layer = NewestItems(num_items=9, max_len=3)
+    >>> keras.ops.convert_to_numpy(layer(keras.ops.array([[0, 4, 0, 12, 5], [7, 0, 0, 0, 0]]))).tolist()
+    [[0, 4, 5], [0, 0, 7]]
+    """
+
+    def __init__(self, num_items, max_len, **kwargs):
+        super().__init__(**kwargs)
+        self.num_items = int(num_items)
+        self.max_len = int(max_len)
+
+    def call(self, item_ids):
+        item_ids = ops.cast(item_ids, "int32")
+        valid = ops.logical_and(item_ids > 0, item_ids <= self.num_items)
+        ids = ops.where(valid, item_ids, ops.zeros_like(item_ids))
+        # Sort key: 0 for padding, position + 1 for valid items; a sort moves
+        # the padding to the front and keeps the valid items in order.
+        position = ops.arange(1, ops.shape(ids)[1] + 1, dtype="int32")[None, :]
+        key = ops.where(valid, position, ops.zeros_like(ids))
+        order = ops.argsort(key, axis=-1)
+        packed = ops.take_along_axis(ids, order, axis=-1)
+        # Left-pad by max_len so that short rows have max_len columns, keep the last max_len.
+        packed = ops.pad(packed, [[0, 0], [self.max_len, 0]])
+        return packed[:, -self.max_len :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.max_len)
+
+    def get_config(self):
+        return {**super().get_config(), "num_items": self.num_items, "max_len": self.max_len}
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class HistoryTopK(keras.layers.Layer):
+    """Top-k items per row, leaving out the padding id and (optionally) the row's history.
+
+    Excluded entries sink to `PADDING_SCORE` and the padding column below
+    them, so with `k <= num_items` padding is never returned, and an
+    excluded item only if fewer than `k` items are left. Ties go to the
+    lower id (`ops.top_k`, as `keras_fame.evaluation.top_k`).
+
+    Args:
+        k: int, items returned per row.
+        exclude_seen: bool, leave out every id of the row's history.
+
+    Call arguments:
+        scores: float `[batch, num_items + 1]` or `[batch, heads, num_items + 1]`.
+        history: int `[batch, seq]`, the row's item ids; 0 and ids outside
+            `0..num_items` are ignored.
+
+    Returns:
+        `(item_ids, scores)`: int32 and float32, `scores.shape[:-1] + (k,)`.
+
+    Example:
+    >>> layer = HistoryTopK(k=2)
+    >>> ids, _ = layer(keras.ops.array([[0.0, 3.0, 2.0, 1.0]]), keras.ops.array([[1]]))
+    >>> keras.ops.convert_to_numpy(ids).tolist()
+    [[2, 3]]
+    """
+
+    def __init__(self, k, exclude_seen=True, **kwargs):
+        super().__init__(**kwargs)
+        self.k = int(k)
+        self.exclude_seen = bool(exclude_seen)
+
+    def call(self, scores, history):
+        scores = ops.cast(scores, "float32")
+        width = ops.shape(scores)[-1]
+        column = ops.arange(width, dtype="int32")
+        if self.exclude_seen:
+            history = ops.cast(history, "int32")
+            valid = ops.logical_and(history > 0, history < width)
+            seen_ids = ops.where(valid, history, ops.zeros_like(history))
+            rows = ops.repeat(ops.arange(ops.shape(history)[0], dtype="int32"), ops.shape(history)[1])
+            indices = ops.stack([rows, ops.reshape(seen_ids, (-1,))], axis=1)
+            seen = ops.scatter_update(
+                ops.zeros((ops.shape(history)[0], width), "float32"), indices, ops.ones_like(indices[:, 0], "float32")
+            )
+            if len(scores.shape) == 3:
+                seen = seen[:, None, :]
+            scores = ops.where(seen > 0, ops.cast(PADDING_SCORE, scores.dtype), scores)
+        scores = ops.where(column == 0, ops.cast(2 * PADDING_SCORE, scores.dtype), scores)
+        values, ids = ops.top_k(scores, k=self.k)
+        return ops.cast(ids, "int32"), values
+
+    def compute_output_shape(self, scores_shape, history_shape):
+        shape = tuple(scores_shape[:-1]) + (self.k,)
+        return shape, shape
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k, "exclude_seen": self.exclude_seen}
