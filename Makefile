@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: train train-beauty test venv
+.PHONY: train train-beauty test venv paper
 
 venv: $(STAMP)
 
@@ -30,3 +30,13 @@ train-beauty: $(STAMP)
 ## Run the whole test suite (real-data tests need ../shared/data or FAME_DATA_DIR).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The paper's Fig. 5-7 (H and N sweeps, case study) for DATASET=toys|beauty; resumable. QUICK=1: synthetic, ~1 min.
+DATASET ?= toys
+SEEDS ?= 0
+paper: $(STAMP)
+ifeq ($(QUICK),1)
+	$(PY) benchmarks/paper_figures.py quick
+else
+	$(PY) benchmarks/paper_figures.py all --dataset $(DATASET) --seeds $(SEEDS)
+endif
