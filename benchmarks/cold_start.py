@@ -44,13 +44,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_fame import SASRec  # noqa: E402
-from keras_fame.cli import ITEM_TEXT_FILES, find_sequence_file  # noqa: E402
+from keras_fame.data.registry import ITEM_TEXT_FILES, find_sequence_file  # noqa: E402
 from keras_fame.data import leave_one_out, read_sequences  # noqa: E402
 from keras_fame.data.cold_start import hold_out_items, popularity_scores, remove_items, split_by_target  # noqa: E402
 from keras_fame.evaluation import evaluate_ranking  # noqa: E402
 from keras_fame.evaluation.ranking import history_mask_rows, metrics_from_ranks, target_ranks  # noqa: E402
 from keras_fame.losses import MaskedSoftmaxCrossEntropy  # noqa: E402
-from keras_fame.training import TextStart, fit_with_early_stopping, machine_description, text_item_table  # noqa: E402
+from keras_fame.experiments import TextStart, machine_description, text_item_table  # noqa: E402
+from keras_fame.training import fit_with_early_stopping  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = (

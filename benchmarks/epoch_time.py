@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_fame as kf  # noqa: E402
-from keras_fame.cli import find_sequence_file  # noqa: E402
+from keras_fame.data.registry import find_sequence_file  # noqa: E402
 from keras_fame.data import TrainingBatches  # noqa: E402
 
 parser = argparse.ArgumentParser()

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from keras_fame.cli import ITEM_TEXT_FILES, find_sequence_file  # noqa: E402
+from keras_fame.data.registry import ITEM_TEXT_FILES, find_sequence_file  # noqa: E402
 from keras_fame.data import read_item_text, read_sequences  # noqa: E402
 from keras_fame.pretraining import (  # noqa: E402
     embed_texts,
@@ -31,7 +31,7 @@ from keras_fame.pretraining import (  # noqa: E402
     pretrain_item_embeddings,
     with_padding_row,
 )
-from keras_fame.training import machine_description  # noqa: E402
+from keras_fame.experiments import machine_description  # noqa: E402
 
 
 def main(argv=None):

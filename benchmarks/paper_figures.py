@@ -298,7 +298,7 @@ def case_study(model, evaluation, texts, label_fn, facets, out_dir, title, user=
 def _real_case_study(dataset, model_path, out_dir, user=None, data_dir=None):
     import keras
 
-    from keras_fame.cli import ITEM_TEXT_FILES, find_sequence_file
+    from keras_fame.data.registry import ITEM_TEXT_FILES, find_sequence_file
     from keras_fame.data import leave_one_out, read_item_text, read_sequences
 
     path = find_sequence_file(dataset, data_dir)
@@ -317,7 +317,8 @@ def _real_case_study(dataset, model_path, out_dir, user=None, data_dir=None):
         label = int(labels[item])
         return text.label_names.get(label, "-") if label >= 0 else "-"
 
-    return case_study(model, split.test, text.texts, label_fn, facets, out_dir, f"{dataset} ({os.path.basename(model_path)})", user)
+    title = f"{dataset}, {os.path.relpath(model_path)}"
+    return case_study(model, split.test, text.texts, label_fn, facets, out_dir, title, user)
 
 
 # ---------------------------------------------------------------- quick mode
@@ -328,7 +329,7 @@ def quick(out_dir, seeds=(0,)):
     from keras_fame.data import leave_one_out, read_sequences
     from keras_fame.data.sequences import write_sequences
     from keras_fame.data.synthetic import planted_facets
-    from keras_fame.training import run_pipeline
+    from keras_fame.experiments import run_pipeline
 
     os.makedirs(out_dir, exist_ok=True)
     data, facts = planted_facets(num_users=200, num_colours=6, num_shapes=6, max_length=14, seed=0)

@@ -32,7 +32,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_fame  # noqa: E402
 from keras_fame.export import export_saved_model  # noqa: E402
-from keras_fame.training import machine_description  # noqa: E402
+from keras_fame.experiments import machine_description  # noqa: E402
 
 
 def rss_mib():

@@ -9,14 +9,14 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 
 import keras_fame  # noqa: E402, F401  (registers the layers)
-from keras_fame.cli import DATASET_FILES, find_sequence_file  # noqa: E402
+from keras_fame.data.registry import DATASET_FILES, find_sequence_file  # noqa: E402
 from keras_fame.data import leave_one_out, read_sequences  # noqa: E402
-from keras_fame.training import evaluate_test_set, format_comparison  # noqa: E402
+from keras_fame.experiments import format_comparison
+from keras_fame.training import evaluate_test_set  # noqa: E402
 
 
 def main(argv=None):

@@ -7,9 +7,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_fame.cli import main  # noqa: E402
+from keras_fame.experiments.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main("toys"))

@@ -174,7 +174,7 @@ def main(argv=None):
                         "beside the model, if any)")
 
     if argv[:1] == ["train"]:  # the training flags are the pipeline's own (`keras-fame train toys --help`)
-        from keras_fame import cli
+        from keras_fame.experiments import cli
 
         if len(argv) < 2 or argv[1].startswith("-"):
             return _error("usage: keras-fame train DATASET [flags]; DATASET is toys, beauty, sports, or a name "

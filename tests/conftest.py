@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_fame.cli import find_sequence_file
+from keras_fame.data.registry import find_sequence_file
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # marker and sleeps, so the parent's SIGKILL lands in the middle of an epoch.
 CHILD = """
 import os, sys, time
-from keras_fame import cli
+from keras_fame.experiments import cli
 from keras_fame.data import TrainingBatches
 
 marker = os.environ.get("KILL_MARKER")
@@ -94,7 +94,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_metrics_of_an_uninterrupted_run(t
 
 
 def test_a_different_configuration_in_the_same_folder_is_refused(tmp_path):
-    from keras_fame.training import run_pipeline
+    from keras_fame.experiments import run_pipeline
 
     data, _ = planted_facets(num_users=60, max_length=8, seed=0)
     seq = tmp_path / "seq.txt"

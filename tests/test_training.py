@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_fame import cli
+from keras_fame.experiments import cli
 from keras_fame.data import write_sequences
 from keras_fame.data.synthetic import planted_facets
 
@@ -85,7 +85,7 @@ def test_text_pretraining_pipeline_on_a_tiny_bert(tmp_path):
     """The whole text path (read -> embed -> pre-train -> SASRec -> FAME) with a random tiny keras-hub BERT."""
     import keras_hub
 
-    from keras_fame.training import TextStart, run_pipeline
+    from keras_fame.experiments import TextStart, run_pipeline
 
     data, _ = planted_facets(num_users=150, max_length=10, seed=0)
     seq = tmp_path / "seq.txt"
@@ -233,7 +233,7 @@ def _event_tags(folder):
 
 def test_tensorboard_logs_metrics_and_fame_gate_and_router_histograms(tmp_path):
     from keras_fame.evaluation import GateHistograms
-    from keras_fame.training import run_pipeline
+    from keras_fame.experiments import run_pipeline
 
     data, _ = planted_facets(num_users=120, max_length=10, seed=0)
     seq = tmp_path / "seq.txt"

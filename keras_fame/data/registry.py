@@ -1,10 +1,13 @@
 """The one registry of the paper's datasets: file names and download URLs.
 
-Everything that needs a dataset's files (`keras_fame.cli`, `keras-fame prepare`,
-`keras_fame.data.download`, the TFDS builder) reads them from here.
+Everything that needs a dataset's files (the experiment harness, `keras-fame
+prepare`, `keras_fame.data.download`, the TFDS builder) reads them from here.
+It sits in the library, not in the harness (`keras_fame.experiments`), because
+the library's own TFDS builders and `prepare_dataset` need it.
 """
 
 import dataclasses
+import os
 
 AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
 
@@ -43,3 +46,23 @@ DATASETS = {
     "ml-20m": Dataset("ml-20m", "ml-20m", {"archive": "https://files.grouplens.org/datasets/movielens/ml-20m.zip"},
                       has_item_text=False),
 }
+
+# `(folder, file)` of each dataset's S3-Rec file and the name of its item text.
+DATASET_FILES = {key: (key, d.sequence_file) for key, d in DATASETS.items()}
+ITEM_TEXT_FILES = {key: d.item_text_file for key, d in DATASETS.items() if d.item_text_file}
+
+
+def find_sequence_file(dataset, data_dir=None):
+    """Locates `<data_dir>/<dataset>/<File>.txt` (or `<data_dir>/<File>.txt`).
+
+    `data_dir` defaults to `$FAME_DATA_DIR`, then `../shared/data` beside
+    the checkout. Returns the path or None.
+    """
+    folder, name = DATASET_FILES[dataset]
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    candidates = [data_dir, os.environ.get("FAME_DATA_DIR"), os.path.join(checkout, "..", "shared", "data")]
+    for root in filter(None, candidates):
+        for path in (os.path.join(root, folder, name), os.path.join(root, name)):
+            if os.path.isfile(path):
+                return os.path.normpath(path)
+    return None

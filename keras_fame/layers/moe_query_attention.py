@@ -135,6 +135,46 @@ class MoEQueryAttention(keras.layers.Layer):
             return outputs, router
         return outputs
 
+    def load_from_attention(self, source, query_noise=0.01, seed=0):
+        """Copies a trained per-head attention's `W_Q`, `W_K`, `W_V` (FAME's transplant, §4.4.2).
+
+        `source` is a built `MoEQueryAttention` with one expert (a SASRec
+        block's attention), possibly with a different head count: its
+        `[d, H_s, d / H_s]` kernels are `[d, d]` matrices whose columns are
+        regrouped into this layer's `H` heads. `W_K`, `W_V` (and biases)
+        are copied; every expert's `W_Q` is the source's plus Gaussian noise
+        of std `query_noise` times the std of the source `W_Q`, so that the
+        experts differ. The router keeps its own start.
+
+        Args:
+            source: the attention to copy from.
+            query_noise: relative std of the noise on the copied `W_Q`.
+            seed: of the noise.
+        """
+        import numpy as np
+
+        if not (self.built and source.built):
+            raise ValueError("both attentions must be built before the transplant")
+        if source.num_experts != 1:
+            raise ValueError(f"the source has {source.num_experts} experts; the transplant copies a one-expert attention")
+        d = int(self.query_kernel.shape[0])
+        H, N, e = self.num_heads, self.num_experts, self.head_dim
+        if int(source.query_kernel.shape[0]) != d or source.num_heads * source.head_dim != H * e:
+            raise ValueError(
+                f"shapes differ: source d={int(source.query_kernel.shape[0])}, {source.num_heads} x {source.head_dim}; "
+                f"this layer d={d}, {H} x {e}"
+            )
+        rng = np.random.default_rng(seed)
+        query = np.asarray(source.query_kernel).reshape(d, H, 1, e)
+        noise = rng.normal(0.0, query_noise * float(query.std()), size=(d, H, N, e))
+        self.query_kernel.assign((np.repeat(query, N, axis=2) + noise).astype("float32"))
+        self.key_kernel.assign(np.asarray(source.key_kernel).reshape(d, H, e))
+        self.value_kernel.assign(np.asarray(source.value_kernel).reshape(d, H, e))
+        if source.use_bias and self.use_bias:
+            self.query_bias.assign(np.repeat(np.asarray(source.query_bias).reshape(H, 1, e), N, axis=1))
+            self.key_bias.assign(np.asarray(source.key_bias).reshape(H, e))
+            self.value_bias.assign(np.asarray(source.value_bias).reshape(H, e))
+
     def compute_output_shape(self, inputs_shape, padding_mask_shape=None):
         return tuple(inputs_shape[:-1]) + (self.num_heads, self.head_dim)
 

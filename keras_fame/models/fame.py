@@ -1,5 +1,5 @@
 import keras
-import numpy as np
+import numpy as np  # noqa: F401  (doctest)
 
 from keras_fame.layers import FacetGatedHead, MoEQueryAttention
 from keras_fame.models.sequential_recommender import SequentialRecommender
@@ -222,20 +222,9 @@ class FAME(SequentialRecommender):
         for src, dst in zip(sasrec.transformer_blocks[:-1], fame.transformer_blocks):
             dst.set_weights(src.get_weights())
 
-        src = sasrec.transformer_blocks[-1].attention
-        dst = fame.moe_attention
-        d, H, e = fame.hidden_dim, fame.num_heads, fame.hidden_dim // fame.num_heads
-        rng = np.random.default_rng(seed)
-        query = np.asarray(src.query_kernel).reshape(d, H, 1, e)
-        noise = rng.normal(0.0, query_noise * float(query.std()), size=(d, H, fame.num_experts, e))
-        dst.query_kernel.assign((np.repeat(query, fame.num_experts, axis=2) + noise).astype("float32"))
-        dst.key_kernel.assign(np.asarray(src.key_kernel).reshape(d, H, e))
-        dst.value_kernel.assign(np.asarray(src.value_kernel).reshape(d, H, e))
-        if src.use_bias and dst.use_bias:
-            query_bias = np.asarray(src.query_bias).reshape(H, 1, e)
-            dst.query_bias.assign(np.repeat(query_bias, fame.num_experts, axis=1))
-            dst.key_bias.assign(np.asarray(src.key_bias).reshape(H, e))
-            dst.value_bias.assign(np.asarray(src.value_bias).reshape(H, e))
+        fame.moe_attention.load_from_attention(
+            sasrec.transformer_blocks[-1].attention, query_noise=query_noise, seed=seed
+        )
         return fame
 
 

@@ -227,7 +227,12 @@ class SequentialRecommender(keras.Model):
                 an array), or `k` larger than the number of items.
         """
         indptr, flat = _histories_to_arrays(histories, self.num_items)
-        ranker = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain)
+        # One ranker per setting, kept outside Keras' attribute tracking (it shares this model's
+        # layers; it is not saved), so that repeated calls reuse its traced predict function.
+        cache = self.__dict__.setdefault("_ranker_cache", {})
+        if (k, exclude_seen, explain) not in cache:
+            cache[(k, exclude_seen, explain)] = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain)
+        ranker = cache[(k, exclude_seen, explain)]
         lengths = np.diff(indptr)
         results = {}
         for start in range(0, len(lengths), batch_size):

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_fame.cli import ITEM_TEXT_FILES, find_sequence_file
+from keras_fame.data.registry import ITEM_TEXT_FILES, find_sequence_file
 from keras_fame.data import DataFormatError
 from keras_fame.data.item_text import FACETS, facets_for_heads, item_text_string, read_item_text
 

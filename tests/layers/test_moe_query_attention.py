@@ -96,3 +96,33 @@ def test_causal_and_padding(num_experts):
     junk = x.copy()
     junk[0, :2] = 100.0
     np.testing.assert_allclose(np.asarray(layer(junk, mask))[0, 2:], base[0, 2:], atol=1e-5)
+
+
+def test_load_from_attention_copies_keys_values_and_noisy_queries_regrouping_heads():
+    source = MoEQueryAttention(num_heads=4, head_dim=2, num_experts=1)
+    source(np.ones((1, 3, 8), "float32"))
+    target = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=3)
+    target(np.ones((1, 3, 8), "float32"))
+    target.load_from_attention(source, query_noise=0.0)
+    # A [d, H, d'] kernel is a [d, d] matrix whose columns are grouped by head.
+    np.testing.assert_array_equal(np.asarray(target.key_kernel).reshape(8, 8), np.asarray(source.key_kernel).reshape(8, 8))
+    np.testing.assert_array_equal(np.asarray(target.value_kernel).reshape(8, 8), np.asarray(source.value_kernel).reshape(8, 8))
+    queries = np.asarray(target.query_kernel)  # [d, H, N, d']
+    for n in range(3):
+        np.testing.assert_array_equal(queries[:, :, n].reshape(8, 8), np.asarray(source.query_kernel).reshape(8, 8))
+    target.load_from_attention(source, query_noise=0.5, seed=1)
+    queries = np.asarray(target.query_kernel)
+    assert not np.allclose(queries[:, :, 0], queries[:, :, 1])  # the experts differ
+
+
+def test_load_from_attention_refuses_a_mixture_source_and_other_shapes():
+    mixture = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=2)
+    mixture(np.ones((1, 3, 8), "float32"))
+    target = MoEQueryAttention(num_heads=2, head_dim=4, num_experts=2)
+    target(np.ones((1, 3, 8), "float32"))
+    with pytest.raises(ValueError, match="one-expert"):
+        target.load_from_attention(mixture)
+    wide = MoEQueryAttention(num_heads=2, head_dim=8, num_experts=1)
+    wide(np.ones((1, 3, 16), "float32"))
+    with pytest.raises(ValueError, match="shapes differ"):
+        target.load_from_attention(wide)

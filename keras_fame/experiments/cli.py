@@ -1,36 +1,18 @@
-"""Command-line front end shared by `examples/train_*.py`."""
+"""The training command line (`examples/train_*.py`, `keras-fame train`): flags -> `PipelineConfig` -> `run_pipeline`."""
 
 import argparse
 import importlib.util
 import os
 import sys
 
-from keras_fame.data.registry import DATASETS
-
-# `(folder, file)` of each dataset's S3-Rec file and the name of its item text, from the registry.
-DATASET_FILES = {key: (key, d.sequence_file) for key, d in DATASETS.items()}
-ITEM_TEXT_FILES = {key: d.item_text_file for key, d in DATASETS.items() if d.item_text_file}
-
-
-def find_sequence_file(dataset, data_dir=None):
-    """Locates `<data_dir>/<dataset>/<File>.txt`.
-
-    `data_dir` defaults to `$FAME_DATA_DIR`, then `../shared/data` beside
-    the checkout. Returns the path or None.
-    """
-    folder, name = DATASET_FILES[dataset]
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidates = [data_dir, os.environ.get("FAME_DATA_DIR"), os.path.join(here, "..", "shared", "data")]
-    for root in filter(None, candidates):
-        for path in (os.path.join(root, folder, name), os.path.join(root, name)):
-            if os.path.isfile(path):
-                return os.path.normpath(path)
-    return None
-
+from keras_fame.data.registry import DATASET_FILES, DATASETS, ITEM_TEXT_FILES, find_sequence_file  # noqa: F401
 
 def main(dataset, argv=None):
     from keras_fame.layers import HeadSliceIdentity
-    from keras_fame.training import run_pipeline
+    from keras_fame.experiments.pipeline import PipelineConfig, TextStart, run_pipeline
+
+    D = PipelineConfig()  # every pipeline default below comes from here
+    T = TextStart(mode="pca", item_text_file="")  # and the text start's from TextStart
 
     parser = argparse.ArgumentParser(
         description=f"Train SASRec, transplant into FAME and fine-tune on {DATASETS[dataset].name if dataset in DATASETS else dataset} (paper §4.4.2)."
@@ -46,27 +28,27 @@ def main(dataset, argv=None):
     )
     parser.add_argument("--k-core", type=int, default=5, help="with --interactions-csv: k-core threshold")
     parser.add_argument("--output-dir", default=os.path.join("runs", dataset))
-    parser.add_argument("--hidden-dim", "-d", type=int, default=64)
-    parser.add_argument("--heads", "-H", type=int, default=2)
-    parser.add_argument("--experts", "-N", type=int, default=4)
-    parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--sasrec-heads", type=int, default=None, help="heads of the SASRec stage (default: --heads)")
-    parser.add_argument("--max-len", type=int, default=50)
-    parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--epochs", type=int, default=60, help="maximum SASRec epochs (early stopping decides)")
-    parser.add_argument("--fame-epochs", type=int, default=30, help="maximum FAME fine-tuning epochs")
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--eval-every", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden-dim", "-d", type=int, default=D.hidden_dim)
+    parser.add_argument("--heads", "-H", type=int, default=D.num_heads)
+    parser.add_argument("--experts", "-N", type=int, default=D.num_experts)
+    parser.add_argument("--blocks", type=int, default=D.num_blocks)
+    parser.add_argument("--sasrec-heads", type=int, default=D.sasrec_heads, help="heads of the SASRec stage (default: --heads)")
+    parser.add_argument("--max-len", type=int, default=D.max_len)
+    parser.add_argument("--dropout", type=float, default=D.dropout)
+    parser.add_argument("--epochs", type=int, default=D.epochs, help="maximum SASRec epochs (early stopping decides)")
+    parser.add_argument("--fame-epochs", type=int, default=D.fame_epochs, help="maximum FAME fine-tuning epochs")
+    parser.add_argument("--patience", type=int, default=D.patience)
+    parser.add_argument("--lr", type=float, default=D.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=D.batch_size)
+    parser.add_argument("--eval-every", type=int, default=D.every_n_epochs)
+    parser.add_argument("--seed", type=int, default=D.seed)
     parser.add_argument("--sasrec-only", action="store_true")
     parser.add_argument(
-        "--fame-warmup-epochs", type=int, default=0,
+        "--fame-warmup-epochs", type=int, default=D.fame_warmup_epochs,
         help="first train only FAME's fresh parts for this many epochs (not in the paper; default 0)",
     )
     parser.add_argument(
-        "--fame-dropout", type=float, default=0.5,
+        "--fame-dropout", type=float, default=D.fame_dropout,
         help="dropout of the FAME stage (0.5 was best on Toys validation, see results/README.md)",
     )
     parser.add_argument(
@@ -86,7 +68,7 @@ def main(dataset, argv=None):
         "--every-prefix", action="store_true",
         help="one training row per (prefix, next item), loss at the last position (same pairs, more rows)",
     )
-    recipe.add_argument("--monitor", default="ndcg@10", choices=("ndcg@10", "ndcg@20", "hr@10", "hr@20"),
+    recipe.add_argument("--monitor", default=D.monitor.removeprefix("val_"), choices=("ndcg@10", "ndcg@20", "hr@10", "hr@20"),
                         help="validation metric for early stopping and model selection")
     text = parser.add_argument_group("text start (FAME+, keras_fame.pretraining)")
     text.add_argument(
@@ -103,10 +85,10 @@ def main(dataset, argv=None):
         help="keep the text table frozen and learn a per-item ID offset (item_content=True)",
     )
     text.add_argument("--item-text", help="the *_item_text.jsonl file (default: beside the sequence file)")
-    text.add_argument("--text-cache-dir", default=os.path.join(".cache", "text"))
-    text.add_argument("--pretrain-epochs", type=int, default=20)
-    text.add_argument("--pretrain-temperature", type=float, default=0.1)
-    text.add_argument("--pretrain-head-layers", type=int, default=1, help="hidden layers per projection head")
+    text.add_argument("--text-cache-dir", default=T.cache_dir)
+    text.add_argument("--pretrain-epochs", type=int, default=T.epochs)
+    text.add_argument("--pretrain-temperature", type=float, default=T.temperature)
+    text.add_argument("--pretrain-head-layers", type=int, default=T.head_layers, help="hidden layers per projection head")
     text.add_argument("--pca-whiten", action="store_true", help="PCA start: equalise the components' variances")
     parser.add_argument(
         "--deterministic", action="store_true",
@@ -172,8 +154,6 @@ def main(dataset, argv=None):
     print(f"reading {path}")
     text_start = None
     if args.text_init != "none":
-        from keras_fame.training import TextStart
-
         text_name = None if args.sequence_file else ITEM_TEXT_FILES.get(dataset)
         default_text = os.path.join(os.path.dirname(path), text_name) if text_name else None
         item_text = args.item_text or default_text or ""
@@ -199,10 +179,7 @@ def main(dataset, argv=None):
             head_layers=args.pretrain_head_layers,
             whiten=args.pca_whiten,
         )
-    run_pipeline(
-        path,
-        dataset,
-        args.output_dir,
+    config = PipelineConfig(
         hidden_dim=args.hidden_dim,
         num_heads=args.heads,
         num_experts=args.experts,
@@ -217,9 +194,7 @@ def main(dataset, argv=None):
         patience=args.patience,
         every_n_epochs=args.eval_every,
         seed=args.seed,
-        verbose=args.verbose,
         skip_fame=args.sasrec_only,
-        sasrec_model=args.sasrec_model,
         fame_warmup_epochs=args.fame_warmup_epochs,
         fame_dropout=args.fame_dropout,
         item_projection_initializer=(
@@ -230,8 +205,10 @@ def main(dataset, argv=None):
         every_prefix=args.every_prefix,
         monitor=f"val_{args.monitor}",
         deterministic=args.deterministic,
-        resume=not args.fresh,
-        tensorboard_dir=args.tensorboard,
+    )
+    run_pipeline(
+        path, dataset, args.output_dir, config, sasrec_model=args.sasrec_model, verbose=args.verbose,
+        resume=not args.fresh, tensorboard_dir=args.tensorboard,
     )
     if item_ids_file is not None:
         import shutil

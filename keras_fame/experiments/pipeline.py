@@ -1,0 +1,378 @@
+"""The paper's staged pipeline (§4.4.2), resumable: text start -> SASRec -> transplant -> FAME -> test.
+
+`PipelineConfig` holds the one set of defaults; the command line
+(`keras_fame.experiments.cli`) takes its defaults from it and `run_pipeline`
+accepts it (or overrides of its fields).
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from keras_fame.data import leave_one_out, read_sequences
+from keras_fame.experiments.reporting import PAPER_FAME, format_comparison, machine_description, write_json_atomic
+from keras_fame.models import FAME, SASRec
+from keras_fame.training import _json_default, evaluate_test_set, fit_with_early_stopping
+from keras_fame.utils import replace_atomically, save_model_atomic, set_deterministic
+
+
+@dataclasses.dataclass(frozen=True)
+class TextStart:
+    """How the item table starts from item text (FAME+, `keras_fame.pretraining`).
+
+    Attributes:
+        mode: `"pca"` (PCA of the text embeddings, the plain start) or
+            `"facet"` (`FacetContrastivePretrainer`, alternating SupCon per
+            facet; one head per SASRec/FAME head).
+        frozen: keep the text table frozen and learn a per-item ID offset
+            (`item_content=True`) instead of training the table from the
+            text start.
+        item_text_file: the `*_item_text.jsonl` file.
+        cache_dir: where text embeddings are cached.
+        epochs, temperature, head_layers, head_hidden_dim, learning_rate:
+            of the facet pre-training.
+        whiten: PCA only: equalise the components' variances.
+    """
+
+    mode: str
+    item_text_file: str
+    frozen: bool = False
+    cache_dir: str = ".cache/text"
+    epochs: int = 20
+    temperature: float = 0.1
+    head_layers: int = 1
+    head_hidden_dim: int = 256
+    learning_rate: float = 1e-3
+    whiten: bool = False
+
+    def __post_init__(self):
+        if self.mode not in ("pca", "facet"):
+            raise ValueError(f"text start mode {self.mode!r} is not 'pca' or 'facet'")
+
+
+def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbose=1, encoder=None, save_pretrainer=None):
+    """Reads item text, embeds it (cached) and builds the `[num_items + 1, d]` start table.
+
+    `encoder` is passed to `embed_texts` (default: all-MiniLM-L6-v2). With
+    `save_pretrainer` (a `.keras` path) the trained pre-trainer is saved
+    there, to embed items added later (`add_items_from_text`).
+
+    Returns:
+        `(table, report)`; the report holds the text statistics, the
+        encoder's time, and for `"facet"` the pre-training's time, loss
+        and per-head label agreement.
+    """
+    from keras_fame.data.item_text import read_item_text
+    from keras_fame.pretraining import embed_texts, pca_item_table, pretrain_item_embeddings
+
+    item_text = read_item_text(text_start.item_text_file, num_items=num_items)
+    start = time.perf_counter()
+    features = embed_texts(item_text.texts[1:], encoder=encoder, cache_dir=text_start.cache_dir, verbose=verbose)
+    report = {
+        "item_text_file": os.path.abspath(text_start.item_text_file),
+        "attribute_only_items": len(item_text.attribute_only),
+        "facet_coverage": item_text.coverage(),
+        "text_embedding_seconds": time.perf_counter() - start,
+        "text_dim": int(features.shape[1]),
+    }
+    if text_start.mode == "pca":
+        table = pca_item_table(features, hidden_dim, whiten=text_start.whiten)
+    else:
+        table, report["pretraining"], pretrainer = pretrain_item_embeddings(
+            features,
+            item_text.head_labels(num_heads),
+            hidden_dim,
+            epochs=text_start.epochs,
+            learning_rate=text_start.learning_rate,
+            seed=seed,
+            verbose=2 if verbose else 0,
+            temperature=text_start.temperature,
+            head_layers=text_start.head_layers,
+            head_hidden_dim=text_start.head_hidden_dim,
+            return_model=True,
+        )
+        if save_pretrainer:
+            save_model_atomic(pretrainer, save_pretrainer)
+            report["pretrainer"] = os.path.abspath(save_pretrainer)
+    return table, report
+
+
+def _finished_stages(results_path, config):
+    """The stages a previous run of this configuration finished (from its `results.json`), by name."""
+    if not os.path.isfile(results_path):
+        return {}
+    try:
+        with open(results_path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{results_path}: unreadable ({error}); remove it or start over with resume=False") from error
+    now = json.loads(json.dumps(config, default=_json_default))
+    before = {key: previous.get("config", {}).get(key) for key in now}
+    changed = sorted(key for key in now if before[key] != now[key])
+    if changed:
+        raise ValueError(
+            f"{results_path} is from a run with a different configuration ({', '.join(changed)} differ); "
+            "use another output folder, or start over (resume=False, --fresh)"
+        )
+    done = {"config": previous["config"]}
+    for stage in ("text_start", "sasrec", "fame"):
+        if stage in previous and (stage == "text_start" or "test" in previous[stage]):
+            done[stage] = previous[stage]
+    return done
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Every setting of the staged pipeline, with the one set of defaults.
+
+    The defaults are those of `make train` (Toys): the command line
+    (`keras_fame.experiments.cli`) takes each flag's default from here, and
+    a test checks that they agree. `results.json` records the run's values.
+
+    Attributes:
+        hidden_dim, num_blocks, max_len: SASRec/FAME size (`d`, `B`, `L`).
+        num_heads, num_experts: FAME's `H` and `N`.
+        sasrec_heads: attention heads of the SASRec stage (default `num_heads`).
+        dropout: SASRec's dropout; `fame_dropout` FAME's (None: SASRec's).
+        epochs, fame_epochs: most epochs of each stage (early stopping decides).
+        patience: epochs without a better validation metric before stopping.
+        learning_rate, batch_size, seed.
+        every_n_epochs: validate every n epochs.
+        skip_fame: stop after SASRec.
+        fame_warmup_epochs: first train only FAME's fresh parts (not in the paper).
+        item_projection_initializer: start of `W_f` (None: `HeadSliceIdentity`).
+        text_start: a `TextStart` (item table from text), or None (random start).
+        backbone: extra SASRec constructor arguments (`activation`,
+            `intermediate_dim`, `kernel_initializer`, `layer_norm_epsilon`).
+        every_prefix: one training row per (prefix, next item).
+        monitor: the validation metric for early stopping and model selection.
+        deterministic: same seed, machine and backend -> the same metrics.
+    """
+
+    hidden_dim: int = 64
+    num_heads: int = 2
+    num_experts: int = 4
+    num_blocks: int = 2
+    max_len: int = 50
+    dropout: float = 0.3
+    sasrec_heads: int = None
+    epochs: int = 60
+    fame_epochs: int = 30
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    patience: int = 5
+    every_n_epochs: int = 1
+    seed: int = 0
+    skip_fame: bool = False
+    fame_warmup_epochs: int = 0
+    fame_dropout: float = 0.5
+    item_projection_initializer: object = None
+    text_start: TextStart = None
+    backbone: dict = None
+    every_prefix: bool = False
+    monitor: str = "val_ndcg@10"
+    deterministic: bool = False
+
+
+def run_pipeline(
+    sequence_file,
+    dataset,
+    output_dir,
+    config=None,
+    *,
+    text_encoder=None,
+    sasrec_model=None,
+    verbose=1,
+    resume=True,
+    tensorboard_dir=None,
+    **overrides,
+):
+    """SASRec -> transplant -> FAME fine-tuning -> test metrics, as in §4.4.2.
+
+    `config` (a `PipelineConfig`, default `PipelineConfig()`) holds the
+    settings; keyword `overrides` replace its fields
+    (`run_pipeline(path, "toys", out, num_heads=4)`).
+
+    Writes `sasrec.keras`, `fame.keras` and `results.json` (rewritten after
+    each stage) to `output_dir` and returns the results dict. With
+    `sasrec_model` (a `.keras` path) the SASRec stage is loaded, not trained.
+    `fame_warmup_epochs > 0` first trains FAME's fresh parts alone (our
+    addition; the paper fine-tunes everything from the start).
+    `text_start` (a `TextStart`) starts SASRec's item table from item text
+    (FAME inherits it through the transplant); its time and loss go into
+    `results["text_start"]`; `text_encoder` replaces the default MiniLM
+    (see `keras_fame.pretraining.embed_texts`). `backbone` holds extra SASRec
+    constructor arguments (`activation`, `intermediate_dim`,
+    `kernel_initializer`, `layer_norm_epsilon`), which FAME inherits;
+    `every_prefix` and `monitor` go to `fit_with_early_stopping`.
+    `deterministic` turns on `keras_fame.utils.set_deterministic` (same seed,
+    machine and backend -> the same metrics).
+
+    Resuming (`resume=True`, the default): each training stage checkpoints
+    every epoch under `output_dir/checkpoints/<stage>` (`TrainingCheckpoint`),
+    and the stages already finished are recorded in `results.json` with
+    their model saved. Calling again with the same arguments after a kill
+    (or after it finished) skips the finished stages (the text table is
+    kept in `text_table.npy`) and continues the stage that was running from
+    its last finished epoch; in deterministic mode the final metrics equal
+    those of an uninterrupted run. A `results.json` from a different
+    configuration raises `ValueError` rather than being mixed in.
+    `resume=False` starts over. `tensorboard_dir` logs each stage for
+    TensorBoard (see `fit_with_early_stopping`).
+    """
+    config = dataclasses.replace(config or PipelineConfig(), **overrides)
+    names = [field.name for field in dataclasses.fields(PipelineConfig)]
+    (hidden_dim, num_heads, num_experts, num_blocks, max_len, dropout, sasrec_heads, epochs, fame_epochs,
+     learning_rate, batch_size, patience, every_n_epochs, seed, skip_fame, fame_warmup_epochs, fame_dropout,
+     item_projection_initializer, text_start, backbone, every_prefix, monitor, deterministic) = (
+        getattr(config, name) for name in names
+    )
+    if deterministic:
+        set_deterministic(seed)
+    keras.utils.set_random_seed(seed)
+    os.makedirs(output_dir, exist_ok=True)
+    data = read_sequences(sequence_file)
+    split = leave_one_out(data, max_len=max_len)
+    results = {
+        "dataset": dataset,
+        "data": data.stats(),
+        "train_positions": split.num_train_positions,
+        "config": {
+            "hidden_dim": hidden_dim,
+            "num_heads": num_heads,
+            "num_experts": num_experts,
+            "num_blocks": num_blocks,
+            "max_len": max_len,
+            "dropout": dropout,
+            "sasrec_heads": sasrec_heads or num_heads,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "patience": patience,
+            "seed": seed,
+            "fame_warmup_epochs": fame_warmup_epochs,
+            "text_start": dataclasses.asdict(text_start) if text_start else None,
+            "backbone": dict(backbone or {}),
+            "every_prefix": every_prefix,
+            "monitor": monitor,
+            "deterministic": deterministic,
+        },
+        "machine": machine_description(),
+        "paper_fame": PAPER_FAME.get(dataset),
+    }
+    results_path = os.path.join(output_dir, "results.json")
+    checkpoints = os.path.join(output_dir, "checkpoints")
+    done = _finished_stages(results_path, results["config"]) if resume else {}
+    if not resume and os.path.isdir(checkpoints):
+        shutil.rmtree(checkpoints)
+    sasrec_path, fame_path = os.path.join(output_dir, "sasrec.keras"), os.path.join(output_dir, "fame.keras")
+    table_path = os.path.join(output_dir, "text_table.npy")
+
+    def save_results():
+        write_json_atomic(results_path, results)
+
+    if not os.path.isfile(results_path) or not resume:
+        save_results()  # the configuration is on disk before any checkpoint, so a changed rerun is caught
+
+    if sasrec_model is not None:
+        sasrec = keras.saving.load_model(sasrec_model, safe_mode=True)
+        if sasrec.num_items != data.num_items or sasrec.max_len != max_len:
+            raise ValueError(f"{sasrec_model}: built for {sasrec.num_items} items / max_len {sasrec.max_len}")
+        results["sasrec"] = {"loaded_from": os.path.abspath(sasrec_model)}
+        results["config"].update(hidden_dim=sasrec.hidden_dim, num_blocks=sasrec.num_blocks, sasrec_heads=sasrec.num_heads)
+    elif "sasrec" in done and os.path.isfile(sasrec_path):
+        print(f"\n== SASRec: finished before, loaded from {sasrec_path} ==")
+        sasrec = keras.saving.load_model(sasrec_path, safe_mode=True)
+        results["sasrec"] = done["sasrec"]
+        if "text_start" in done:
+            results["text_start"] = done["text_start"]
+    else:
+        table = None
+        if text_start is not None and "text_start" in done and os.path.isfile(table_path):
+            print(f"\n== Text start: finished before, loaded from {table_path} ==")
+            table, results["text_start"] = np.load(table_path), done["text_start"]
+        elif text_start is not None:
+            heads = sasrec_heads or num_heads
+            print(f"\n== Text start ({text_start.mode}, frozen={text_start.frozen}) for {data.num_items} items ==")
+            table, results["text_start"] = text_item_table(
+                text_start, data.num_items, hidden_dim, heads, seed=seed, verbose=verbose, encoder=text_encoder,
+                save_pretrainer=os.path.join(output_dir, "pretrainer.keras"),
+            )
+            replace_atomically(table_path, lambda tmp: np.save(tmp, table), suffix=".npy")
+            save_results()
+        keras.utils.set_random_seed(seed)  # the sequence model starts as it would without the text stage
+        sasrec = SASRec(
+            data.num_items,
+            hidden_dim=hidden_dim,
+            num_blocks=num_blocks,
+            num_heads=sasrec_heads or num_heads,
+            max_len=max_len,
+            dropout=dropout,
+            item_content=bool(text_start and text_start.frozen),
+            item_embeddings=table,
+            **(backbone or {}),
+        )
+        print(f"\n== SASRec on {dataset}: {data.num_users} users, {data.num_items} items ==")
+        results["sasrec"] = {
+            "training": fit_with_early_stopping(
+                sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
+                monitor=monitor, every_prefix=every_prefix, stage="SASRec",
+                checkpoint_dir=os.path.join(checkpoints, "sasrec") if resume else None, tensorboard_dir=tensorboard_dir,
+            )
+        }
+        save_model_atomic(sasrec, sasrec_path)
+    if "test" not in results["sasrec"]:
+        results["sasrec"]["test"] = evaluate_test_set(sasrec, split)
+    save_results()
+    rows = {"SASRec (ours, exclude history)": results["sasrec"]["test"]["exclude_history"]}
+
+    if not skip_fame and "fame" in done and os.path.isfile(fame_path):
+        print(f"\n== FAME: finished before, loaded from {fame_path} ==")
+        fame = keras.saving.load_model(fame_path, safe_mode=True)
+        results["fame"] = done["fame"]
+        for key in ("fame_dropout", "item_projection_initializer"):
+            results["config"][key] = done["config"][key]
+    elif not skip_fame:
+        keras.utils.set_random_seed(seed)  # FAME's fresh parts start the same whether SASRec was trained or loaded
+        fame = FAME.from_sasrec(
+            sasrec, num_heads=num_heads, num_experts=num_experts, dropout=fame_dropout, seed=seed,
+            item_projection_initializer=item_projection_initializer,
+        )
+        results["config"]["fame_dropout"] = fame.dropout
+        results["config"]["item_projection_initializer"] = fame.get_config()["item_projection_initializer"]
+        results["fame"] = {}
+        if fame_warmup_epochs:
+            # Not in the paper: train only the fresh parts first, so their
+            # random start does not disturb the transplanted weights.
+            copied = [fame.item_embedding, *fame.transformer_blocks]
+            for layer in copied:
+                layer.trainable = False
+            print(f"\n== FAME warm-up: {fame_warmup_epochs} epochs with the transplanted layers frozen ==")
+            results["fame"]["warmup"] = fit_with_early_stopping(
+                fame, split, fame_warmup_epochs, batch_size, fame_warmup_epochs, every_n_epochs, learning_rate, seed,
+                verbose, checkpoint_dir=os.path.join(checkpoints, "fame_warmup") if resume else None,
+            )
+            for layer in copied:
+                layer.trainable = True
+        print(f"\n== FAME (H={num_heads}, N={num_experts}) fine-tuned from SASRec ==")
+        results["fame"]["training"] = fit_with_early_stopping(
+            fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
+            monitor=monitor, every_prefix=every_prefix, stage="FAME",
+            checkpoint_dir=os.path.join(checkpoints, "fame") if resume else None, tensorboard_dir=tensorboard_dir,
+        )
+        results["fame"]["test"] = evaluate_test_set(fame, split)
+        save_model_atomic(fame, fame_path)
+        save_results()
+    if not skip_fame:
+        rows[f"FAME H={num_heads} N={num_experts} (exclude hist.)"] = results["fame"]["test"]["exclude_history"]
+        rows[f"FAME H={num_heads} N={num_experts} (all items)"] = results["fame"]["test"]["all_items"]
+
+    table = format_comparison(dataset, rows)
+    results["table"] = table
+    print("\nTest set, full ranking over all items (leave-one-out):\n" + table)
+    save_results()
+    return results
