@@ -1,4 +1,4 @@
-"""The built wheel and sdist, installed outside the checkout, import and run."""
+"""The built wheel, installed into a fresh venv outside the checkout, imports and runs; the sdist is complete."""
 
 import os
 import subprocess
@@ -27,8 +27,20 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert all(n.startswith(("keras_fame/", "keras_fame-")) for n in names), names  # no tests, examples, data
     assert "keras_fame/export/__main__.py" in names and "keras_fame/layers/moe_query_attention.py" in names
 
-    site = tmp_path / "site"
-    _run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)])
+    # A fresh venv that sees this environment's dependencies (TensorFlow, Keras, ...) through a
+    # .pth line, but not the editable checkout (a .pth line adds a path; the .pth files in it, such as
+    # the editable finder, are not run). The wheel is the only keras_fame it can import.
+    fresh = tmp_path / "fresh"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(fresh)])
+    python = fresh / "bin" / "python"
+    fresh_site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
+    deps_site = next(p for p in sys.path if p.endswith("site-packages") and os.path.isdir(os.path.join(p, "keras")))
+    with open(os.path.join(fresh_site, "dependencies.pth"), "w") as f:
+        f.write(deps_site + "\n")
+    before = subprocess.run([str(python), "-c", "import keras, keras_fame"], capture_output=True, text=True, cwd=tmp_path,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert "No module named 'keras_fame'" in before.stderr, before.stderr[-2000:]  # keras is there, keras_fame not yet
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", str(wheel)])
     smoke = (
         "import numpy as np, keras_fame, os, sys\n"
         "assert keras_fame.__file__.startswith(sys.argv[1]), keras_fame.__file__\n"
@@ -37,12 +49,12 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
         "assert top.shape == (1, 5) and not set(top[0]) & {0, 1, 2, 3}\n"
         "print('ok', keras_fame.__version__)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(site))
-    out = _run([sys.executable, "-c", smoke, str(site)], cwd=tmp_path, env=env)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = _run([str(python), "-c", smoke, fresh_site], cwd=tmp_path, env=env)
     assert out.strip().endswith(f"ok {keras_fame.__version__}")
-    assert "usage" in _run([sys.executable, "-m", "keras_fame.export", "--help"], cwd=tmp_path, env=env).lower()
-    # The console script the wheel declares, as pip installed it.
-    help_text = _run([str(site / "bin" / "keras-fame"), "--help"], cwd=tmp_path, env=env)
+    assert "usage" in _run([str(python), "-m", "keras_fame.export", "--help"], cwd=tmp_path, env=env).lower()
+    # The console script the wheel declares, as pip installed it into the fresh venv.
+    help_text = _run([str(fresh / "bin" / "keras-fame"), "--help"], cwd=tmp_path, env=env)
     assert "recommend" in help_text and "export" in help_text
 
 
