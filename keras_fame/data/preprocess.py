@@ -53,7 +53,8 @@ def build_sequences(user_keys, item_keys, timestamps, k=5, source="<memory>"):
 
     Returns:
         `(SequenceData, user_vocab, item_vocab)`; the vocabularies map new id
-        `i` (1-based) to the raw key at index `i - 1`.
+        `i` (1-based) to the raw key at index `i - 1`. The data keeps each
+        event's time (`SequenceData.timestamps`).
     """
     user_keys = np.asarray(user_keys)
     item_keys = np.asarray(item_keys)
@@ -92,6 +93,7 @@ def build_sequences(user_keys, item_keys, timestamps, k=5, source="<memory>"):
         items=new_item_id[items_sorted].astype(np.int32),
         num_items=int(len(used)),
         source=source,
+        timestamps=timestamps[event],
     )
     return data, u_vocab[rank_to_code[kept_users]], i_vocab[used]
 

@@ -40,6 +40,10 @@ class SequenceData:
         num_items: the largest item id (the model's item vocabulary is
             ``0..num_items`` with 0 = padding).
         source: where the data came from, for messages.
+        timestamps: optional int64/float array `[num_events]`, each event's
+            time, aligned with `items`; None when the source has none (the
+            S3-Rec files carry no times; the raw Amazon/MovieLens/CSV logs do,
+            and `keras_fame.data.preprocess.build_sequences` keeps them).
     """
 
     user_ids: np.ndarray
@@ -47,6 +51,7 @@ class SequenceData:
     items: np.ndarray
     num_items: int
     source: str = "<memory>"
+    timestamps: np.ndarray = None
 
     @property
     def num_users(self):

@@ -9,12 +9,14 @@
     )
     split = leave_one_out(sequences_from_tfds(ds), max_len=50)   # -> TrainingBatches, evaluation, ...
 
-One example per user: `user_id` (int64) and `item_ids` (the user's items,
-oldest first, int64). Configurations: `beauty`, `sports`, `toys` (Amazon
-2014 5-core, S3-Rec ids) and `ml-20m` (MovieLens-20m, 5-core). Everything is
-in the single split `train`; the leave-one-out split is made afterwards
-(`keras_fame.data.leave_one_out`), as the paper does. The S3-Rec files carry
-no timestamps, so neither do the examples.
+One example per user: `user_id` (int64), `item_ids` (the user's items,
+oldest first, int64) and `timestamps` (int64 Unix seconds, one per item,
+when the builder prepared the raw downloads, which carry them; empty when it
+read a prepared S3-Rec file, which does not). Configurations: `beauty`,
+`sports`, `toys` (Amazon 2014 5-core, S3-Rec ids) and `ml-20m`
+(MovieLens-20m, 5-core). Everything is in the single split `train`; the
+leave-one-out split is made afterwards (`keras_fame.data.leave_one_out`), as
+the paper does.
 
 `manual_dir` holds either the prepared S3-Rec file (`Toys_and_Games.txt`,
 directly or under `toys/`, as `keras-fame prepare` writes it) or the raw
@@ -51,8 +53,11 @@ def _raw_files(dataset, folder):
 class SequentialRecommendation(tfds.core.GeneratorBasedBuilder):
     """Users' item sequences of the paper's datasets (S3-Rec format), built from `manual_dir`."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "S3-Rec sequences, one example per user."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "S3-Rec sequences, one example per user.",
+        "1.1.0": "`timestamps` per item (from the raw downloads; empty for prepared S3-Rec files).",
+    }
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name=name, description=f"{NAMES[name]}: 5-core, items in time order")
         for name in ("beauty", "sports", "toys", "ml-20m")
@@ -68,6 +73,7 @@ class SequentialRecommendation(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict({
                 "user_id": np.int64,
                 "item_ids": tfds.features.Sequence(np.int64),
+                "timestamps": tfds.features.Sequence(np.int64),
             }),
             homepage="https://github.com/RUCAIBox/CIKM2020-S3Rec",
         )
@@ -78,7 +84,7 @@ class SequentialRecommendation(tfds.core.GeneratorBasedBuilder):
         name = f"{NAMES[dataset]}.txt"
         for path in (os.path.join(manual, name), os.path.join(manual, dataset, name)):
             if os.path.isfile(path):
-                return {"train": self._generate_examples(path)}
+                return {"train": self._generate_examples(read_sequences(path))}
         raw, meta = _raw_files(dataset, manual)
         if raw is None:
             raise FileNotFoundError(
@@ -86,35 +92,40 @@ class SequentialRecommendation(tfds.core.GeneratorBasedBuilder):
                 + self.MANUAL_DOWNLOAD_INSTRUCTIONS
             )
         prepared = tempfile.mkdtemp(prefix=f"keras-fame-{dataset}-")
-        path, _ = prepare_dataset(dataset, prepared, raw=raw, meta=meta)
-        return {"train": self._generate_examples(path)}
+        _, data = prepare_dataset(dataset, prepared, raw=raw, meta=meta)  # keeps the events' times
+        return {"train": self._generate_examples(data)}
 
-    def _generate_examples(self, path):
-        data = read_sequences(path)
+    def _generate_examples(self, data):
+        no_times = np.zeros(0, np.int64)
         for row, user in enumerate(data.user_ids.tolist()):
-            items = data.items[data.indptr[row] : data.indptr[row + 1]]
-            yield user, {"user_id": user, "item_ids": items.astype(np.int64)}
+            lo, hi = data.indptr[row], data.indptr[row + 1]
+            times = no_times if data.timestamps is None else np.asarray(data.timestamps[lo:hi]).astype(np.int64)
+            yield user, {"user_id": user, "item_ids": data.items[lo:hi].astype(np.int64), "timestamps": times}
 
 
 def sequences_from_tfds(dataset, num_items=None):
     """A TFDS split of `SequentialRecommendation` (a `tf.data.Dataset`) -> `SequenceData`.
 
     Users are ordered by `user_id` (TFDS shuffles files on read); `num_items`
-    defaults to the largest item id present.
+    defaults to the largest item id present. `timestamps` are kept when every
+    example has one per item (datasets built from the raw downloads).
     """
-    users, sequences = [], []
+    users, sequences, times = [], [], []
     for example in tfds.as_numpy(dataset):
         users.append(int(example["user_id"]))
         sequences.append(np.asarray(example["item_ids"], np.int32))
+        times.append(np.asarray(example.get("timestamps", np.zeros(0)), np.int64))
     if not users:
         raise ValueError("the dataset holds no users")
     order = np.argsort(users, kind="stable")
     lengths = np.array([len(sequences[i]) for i in order], np.int64)
     items = np.concatenate([sequences[i] for i in order]).astype(np.int32)
+    timed = all(len(times[i]) == len(sequences[i]) for i in order)
     return SequenceData(
         user_ids=np.asarray(users, np.int64)[order],
         indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         items=items,
         num_items=int(num_items or items.max()),
         source="<tfds:sequential_recommendation>",
+        timestamps=np.concatenate([times[i] for i in order]) if timed else None,
     )

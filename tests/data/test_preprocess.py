@@ -124,3 +124,10 @@ def test_movielens_bad_row(tmp_path):
     path.write_text("userId,movieId,rating,timestamp\n1,2,4.0,5\n1,abc,3.0,6\n")
     with pytest.raises(DataFormatError, match="ratings.csv"):
         prepare_movielens(path, tmp_path / "out")
+
+
+def test_build_sequences_keeps_each_events_time_beside_its_item():
+    # User x: item 8 at t=1, item 7 at t=2 (given out of order); user y: item 8 at t=1, 7 at t=5.
+    data, _, items = build_sequences(["x", "y", "x", "y"], [7, 8, 8, 7], [2, 1, 1, 5], k=0)
+    assert data.timestamps.tolist() == [1, 2, 1, 5]
+    assert [items[i - 1] for i in data.items] == [8, 7, 8, 7]

@@ -31,6 +31,7 @@ def test_tfds_load_from_a_prepared_file_gives_the_same_sequences(tmp_path):
     got = sequences_from_tfds(ds, num_items=data.num_items)
     expected = read_sequences(str(manual / "Toys_and_Games.txt"))
     _same(got, expected)
+    assert got.timestamps is None  # an S3-Rec file carries no times
     # From there, the package's own split works as on the file.
     a, b = leave_one_out(got, max_len=9), leave_one_out(expected, max_len=9)
     np.testing.assert_array_equal(a.train_inputs, b.train_inputs)
@@ -51,6 +52,8 @@ def test_raw_reviews_in_manual_dir_are_prepared_by_the_package(tmp_path):
     got = sequences_from_tfds(builder.as_dataset(split="train"))
     assert len(got.user_ids) == 12 and got.num_items == 8
     assert np.all(np.diff(got.indptr) == 6)
+    # The raw reviews' times travel with the items, oldest first, per user.
+    np.testing.assert_array_equal(got.timestamps, np.tile(1000 + 10 * np.arange(6), 12))
 
 
 def test_an_empty_manual_dir_names_what_is_missing(tmp_path):
