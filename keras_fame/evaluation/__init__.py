@@ -4,6 +4,7 @@ from keras_fame.evaluation.callback import FullRankingEvaluation
 from keras_fame.evaluation.gate_histograms import GateHistograms
 from keras_fame.evaluation.ranking import (
     DEFAULT_KS,
+    chunked_target_ranks,
     evaluate_model,
     evaluate_ranking,
     metrics_from_ranks,

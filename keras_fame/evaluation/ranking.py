@@ -130,8 +130,68 @@ def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=Tr
     return out
 
 
-def evaluate_model(model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256, scorer=None):
-    """`evaluate_ranking` for a `SASRec`/`FAME` model (scores the newest position only)."""
+def chunked_target_ranks(user_vectors, item_matrix, targets, exclude=None, chunk_size=65536):
+    """`target_ranks` for scores `user_vectors @ item_matrix.T`, computed a column chunk at a time.
+
+    Never holds more than `[rows, chunk_size]` scores. The target's score is
+    `user . item_matrix[target]`; an item whose score is at least that counts
+    as ahead (conservative ties), the target itself, the padding column and
+    the `exclude` entries never. Equal to `target_ranks` on the full product
+    up to float rounding of near-ties.
+
+    Args:
+        user_vectors: float `[rows, D]`.
+        item_matrix: float `[num_items + 1, D]`.
+        targets: int `[rows]` in `1..num_items`.
+        exclude: optional `(rows, cols)` entries to drop (a row's target is kept).
+        chunk_size: columns per chunk.
+
+    Returns:
+        int64 `[rows]`, 0-based.
+    """
+    user_vectors = np.asarray(user_vectors, dtype=np.float32)
+    item_matrix = np.asarray(item_matrix, dtype=np.float32)
+    targets = np.asarray(targets, dtype=np.int64)
+    n = len(targets)
+    if np.isnan(user_vectors).any():
+        bad = int(np.flatnonzero(np.isnan(user_vectors).any(axis=1))[0])
+        raise FloatingPointError(f"row {bad}: the model produced NaN scores")
+    target_scores = np.einsum("nd,nd->n", user_vectors, item_matrix[targets])
+    if not np.all(np.isfinite(target_scores)):
+        bad = int(np.flatnonzero(~np.isfinite(target_scores))[0])
+        raise FloatingPointError(f"row {bad}: the target's score is {target_scores[bad]} (not finite)")
+    ahead = np.zeros(n, dtype=np.int64)
+    rows_all = np.arange(n)
+    if exclude is not None:
+        ex_rows, ex_cols = exclude
+        keep = ex_cols != targets[ex_rows]
+        ex_rows, ex_cols = ex_rows[keep], ex_cols[keep]
+    for lo in range(0, len(item_matrix), chunk_size):
+        hi = min(lo + chunk_size, len(item_matrix))
+        scores = user_vectors @ item_matrix[lo:hi].T
+        at_least = scores >= target_scores[:, None]
+        if lo == 0:
+            at_least[:, 0] = False  # padding
+        inside = (targets >= lo) & (targets < hi)
+        at_least[rows_all[inside], targets[inside] - lo] = False  # the target itself
+        if exclude is not None:
+            sel = (ex_cols >= lo) & (ex_cols < hi)
+            at_least[ex_rows[sel], ex_cols[sel] - lo] = False
+        ahead += at_least.sum(axis=1)
+    return ahead
+
+
+def evaluate_model(
+    model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256, scorer=None, chunk_size=None
+):
+    """`evaluate_ranking` for a `SASRec`/`FAME` model (scores the newest position only).
+
+    With `chunk_size` the items are scored that many at a time from
+    `model.score_factors()` (`chunked_target_ranks`): memory
+    `batch_size x chunk_size` scores instead of `batch_size x (num_items + 1)`.
+    """
+    if chunk_size is not None:
+        return _evaluate_chunked(model, evaluation_set, ks, exclude_history, batch_size, int(chunk_size))
     scorer = scorer or model.scorer()
     return evaluate_ranking(
         lambda x: scorer.predict_on_batch(x)["scores"],
@@ -140,3 +200,24 @@ def evaluate_model(model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, b
         exclude_history=exclude_history,
         batch_size=batch_size,
     )
+
+
+def _evaluate_chunked(model, evaluation_set, ks, exclude_history, batch_size, chunk_size):
+    ev = evaluation_set
+    user_model, item_matrix = model.score_factors()
+    if item_matrix.shape[0] != ev.num_items + 1:
+        raise ValueError(f"the model scores {item_matrix.shape[0] - 1} items, the evaluation set has {ev.num_items}")
+    n = len(ev)
+    ranks = np.empty(n, dtype=np.int64)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        batch = ev.inputs[start:stop]
+        if stop - start < batch_size:  # one shape for compiled backends
+            batch = np.concatenate([batch, np.zeros((batch_size - len(batch), batch.shape[1]), batch.dtype)])
+        users = np.asarray(user_model.predict_on_batch(batch))[: stop - start]
+        exclude = history_mask_rows(ev.history_indptr, ev.history_items, start, stop) if exclude_history else None
+        ranks[start:stop] = chunked_target_ranks(users, item_matrix, ev.targets[start:stop], exclude, chunk_size)
+    out = metrics_from_ranks(ranks, ks)
+    out["users"] = int(n)
+    out["protocol"] = "exclude_history" if exclude_history else "all_items"
+    return out

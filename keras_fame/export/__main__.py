@@ -1,4 +1,4 @@
-"""python -m keras_fame.export MODEL.keras BASE_DIR [--k 20] [--version N] [--keep-seen] [--no-explain]"""
+"""python -m keras_fame.export MODEL.keras BASE_DIR [--k 20] [--version N] [--keep-seen] [--no-explain] [--chunk-size C]"""
 
 import argparse
 import os
@@ -14,6 +14,10 @@ def main(argv=None):
     parser.add_argument("--version", type=int, default=None, help="default: next free integer")
     parser.add_argument("--keep-seen", action="store_true", help="do not exclude the input items from the top-k")
     parser.add_argument("--no-explain", action="store_true", help="FAME: omit the per-head 'explain' signature")
+    parser.add_argument(
+        "--chunk-size", type=int, default=None,
+        help="score the items this many at a time with a running top-k (large catalogs; default: all at once)",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,7 +41,7 @@ def main(argv=None):
     try:
         path = export_saved_model(
             model, args.base_dir, k=args.k, version=args.version, exclude_seen=not args.keep_seen,
-            explain=not args.no_explain,
+            explain=not args.no_explain, chunk_size=args.chunk_size,
         )
     except (FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -46,7 +46,7 @@ def next_version(base_dir):
     return max(versions, default=0) + 1
 
 
-def serving_functions(model, k=20, exclude_seen=True):
+def serving_functions(model, k=20, exclude_seen=True, chunk_size=None):
     """The TensorFlow functions behind the signatures (also used by the tests).
 
     Both wrap `model.ranker(...)`, the ranking model `recommend()` runs, so
@@ -58,9 +58,9 @@ def serving_functions(model, k=20, exclude_seen=True):
     """
     import tensorflow as tf
 
-    ranker = model.ranker(k=k, exclude_seen=exclude_seen)
+    ranker = model.ranker(k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
     is_fame = hasattr(model, "num_experts")
-    explainer = model.ranker(k=k, exclude_seen=exclude_seen, explain=True) if is_fame else None
+    explainer = model.ranker(k=k, exclude_seen=exclude_seen, explain=True, chunk_size=chunk_size) if is_fame else None
     spec = tf.TensorSpec(shape=(None, None), dtype=tf.int32, name="item_ids")
 
     @tf.function(input_signature=[spec])
@@ -77,7 +77,7 @@ def serving_functions(model, k=20, exclude_seen=True):
     return serve, explain
 
 
-def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, explain=True):
+def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, explain=True, chunk_size=None):
     """Writes `model` as a SavedModel to `<base_dir>/<version>/` (TF Serving's layout).
 
     Written atomically: to a temporary folder beside the target, then
@@ -90,6 +90,8 @@ def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, e
         version: int; default one more than the largest existing version.
         exclude_seen: leave each row's input items out of the top-k.
         explain: FAME only: add the `explain` signature (per-head top-k).
+        chunk_size: score the items this many at a time with a running
+            top-k inside the signature (large catalogs; `model.ranker`).
 
     Returns:
         The version folder written.
@@ -109,7 +111,7 @@ def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, e
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists: choose another version (TF Serving versions never change)")
     os.makedirs(base_dir, exist_ok=True)
-    serve, explain_fn = serving_functions(model, k=k, exclude_seen=exclude_seen)
+    serve, explain_fn = serving_functions(model, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serving_default", fn=serve)

@@ -129,3 +129,63 @@ class HistoryTopK(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "k": self.k, "exclude_seen": self.exclude_seen}
+
+
+def _seen_in_range(history, lo, hi):
+    """bool `[batch, hi - lo]`: column `c` is true when item `lo + c` is in the row's history (ids > 0)."""
+    width = hi - lo
+    history = ops.cast(history, "int32")
+    local = history - lo
+    valid = ops.logical_and(history > 0, ops.logical_and(local >= 0, local < width))
+    local = ops.where(valid, local, ops.full_like(local, width))  # out of range -> a spare column
+    rows = ops.repeat(ops.arange(ops.shape(history)[0], dtype="int32"), ops.shape(history)[1])
+    indices = ops.stack([rows, ops.reshape(local, (-1,))], axis=1)
+    seen = ops.scatter_update(
+        ops.zeros((ops.shape(history)[0], width + 1), "float32"), indices, ops.ones_like(indices[:, 0], "float32")
+    )
+    return seen[:, :width] > 0
+
+
+def chunked_top_k(score_chunk, num_columns, k, history=None, chunk_size=65536):
+    """A running top-k over column chunks: never more than `[..., chunk_size + k]` scores at once.
+
+    Gives what `HistoryTopK` gives on the full score matrix (ties to the
+    lower id as well: earlier chunks hold lower ids and come first in each
+    merge), for catalogs whose `[batch, num_items + 1]` scores should not be
+    materialised.
+
+    Args:
+        score_chunk: `(lo, hi) -> [..., hi - lo]` float scores of columns
+            `lo..hi-1` (e.g. user vectors times a slice of the item table).
+        num_columns: `num_items + 1` (column 0 is padding, never returned).
+        k: items per row; `k <= chunk_size` and `k < num_columns`.
+        history: optional int `[batch, seq]` ids to leave out (as `HistoryTopK`
+            with `exclude_seen=True`); the scores' leading axis is the batch.
+        chunk_size: columns scored at once (static).
+
+    Returns:
+        `(item_ids int32, scores float32)`, `[..., k]`.
+    """
+    if not 1 <= k <= chunk_size:
+        raise ValueError(f"k={k} must be between 1 and chunk_size={chunk_size}")
+    if k >= num_columns:
+        raise ValueError(f"k={k} must be below num_columns={num_columns} (column 0 is padding)")
+    best_scores = best_ids = None
+    for lo in range(0, num_columns, chunk_size):
+        hi = min(lo + chunk_size, num_columns)
+        scores = ops.cast(score_chunk(lo, hi), "float32")
+        columns = ops.arange(lo, hi, dtype="int32")
+        if history is not None:
+            seen = _seen_in_range(history, lo, hi)
+            if len(scores.shape) == 3:
+                seen = seen[:, None, :]
+            scores = ops.where(seen, ops.cast(PADDING_SCORE, scores.dtype), scores)
+        if lo == 0:
+            scores = ops.where(columns == 0, ops.cast(2 * PADDING_SCORE, scores.dtype), scores)
+        ids = ops.broadcast_to(columns, ops.shape(scores))
+        if best_scores is not None:
+            scores = ops.concatenate([best_scores, scores], axis=-1)
+            ids = ops.concatenate([best_ids, ids], axis=-1)
+        best_scores, order = ops.top_k(scores, k=min(k, int(scores.shape[-1])))
+        best_ids = ops.take_along_axis(ids, order, axis=-1)
+    return best_ids, best_scores

@@ -169,7 +169,27 @@ class SequentialRecommender(keras.Model):
         outputs = _NewestPositionHead(head, explain, name="scorer_head")(last, item_table)
         return keras.Model(self.inputs, outputs, name=f"{self.name}_scorer")
 
-    def ranker(self, k=10, exclude_seen=True, explain=False):
+    def score_factors(self):
+        """A user-vector model and the item matrix whose product is the newest position's scores.
+
+        SASRec's scores are `F . x_v` (Eq. 6); FAME's gated scores are one dot
+        product too, `[g_1 F^(1) | ... | g_H F^(H)] . [x_v W_f^(1) | ...]`
+        (Eq. 11). Scoring the items a slice at a time from these factors is
+        what keeps large-catalog ranking and evaluation memory-bounded.
+
+        Returns:
+            `(user_model, item_matrix)`: a `keras.Model` from `item_ids`
+            `[batch, seq]` to float `[batch, D]`, and a numpy float32
+            `[num_items + 1, D]`; `user @ item_matrix.T` equals `scorer()`'s
+            scores up to float rounding (its padding column aside).
+        """
+        features, item_table, head = self._head_wiring
+        last = LastPosition(name="last_position")(features)
+        user = _UserVector(head, name="user_vector")(last)
+        item_matrix = keras.ops.convert_to_numpy(_item_matrix(head, self.item_embedding.item_table(training=False)))
+        return keras.Model(self.inputs, user, name=f"{self.name}_user_vectors"), item_matrix.astype("float32")
+
+    def ranker(self, k=10, exclude_seen=True, explain=False, chunk_size=None):
         """A functional model from raw histories to the top-k: the one ranking path.
 
         `item_ids` int32 `[batch, any length]` (oldest first; 0 and ids
@@ -178,6 +198,13 @@ class SequentialRecommender(keras.Model):
         `scorer()` -> `HistoryTopK` (leaves out padding and, with
         `exclude_seen`, every id of the whole input row). `recommend()` and
         the SavedModel export (`keras_fame.export`) both run this model.
+
+        With `chunk_size` (for large catalogs), the items are scored
+        `chunk_size` at a time with a running top-k (`chunked_top_k`), so no
+        `[batch, num_items + 1]` score matrix exists: the peak is
+        `batch x (chunk_size + k)` scores (per head with `explain`), besides
+        the item table itself. Same result as without, up to float rounding
+        of near-ties.
 
         Returns:
             A `keras.Model` whose output is a dict: `item_ids` int32 and
@@ -191,6 +218,16 @@ class SequentialRecommender(keras.Model):
             raise ValueError(f"k={k} must be between 1 and num_items={self.num_items}")
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
         window = NewestItems(self.num_items, self.max_len, name="newest_items")(item_ids)
+        if chunk_size is not None and int(chunk_size) < self.num_items + 1:
+            if k > int(chunk_size):
+                raise ValueError(f"k={k} must not exceed chunk_size={chunk_size}")
+            features, item_table, head = self._head_wiring
+            encoder = keras.Model(self.inputs, [LastPosition(name="last_position")(features), item_table])
+            last, table = encoder(window)
+            outputs = _ChunkedRankingHead(head, k, int(chunk_size), exclude_seen, explain, name="chunked_top_k")(
+                last, table, item_ids
+            )
+            return keras.Model(item_ids, outputs, name=f"{self.name}_ranker")
         out = self.scorer(explain=explain)(window)
         top_ids, top_scores = HistoryTopK(k, exclude_seen, name="top_k")(out["scores"], item_ids)
         outputs = {"item_ids": top_ids, "scores": top_scores}
@@ -201,7 +238,7 @@ class SequentialRecommender(keras.Model):
             outputs["head_item_ids"], outputs["head_scores"] = head_top
         return keras.Model(item_ids, outputs, name=f"{self.name}_ranker")
 
-    def recommend(self, histories, k=10, exclude_seen=True, explain=False, batch_size=256):
+    def recommend(self, histories, k=10, exclude_seen=True, explain=False, batch_size=256, chunk_size=None):
         """Top-k next items for raw item-id histories of any length.
 
         Runs `ranker()` (the same model the SavedModel export serves) batch by
@@ -216,6 +253,8 @@ class SequentialRecommender(keras.Model):
                 history, not only the last `max_len`).
             explain: FAME only: also each head's own top-k.
             batch_size: rows scored at once.
+            chunk_size: score the items this many at a time with a running
+                top-k (large catalogs; see `ranker`).
 
         Returns:
             A dict of numpy arrays: `item_ids` `[users, k]`, `scores`
@@ -230,9 +269,10 @@ class SequentialRecommender(keras.Model):
         # One ranker per setting, kept outside Keras' attribute tracking (it shares this model's
         # layers; it is not saved), so that repeated calls reuse its traced predict function.
         cache = self.__dict__.setdefault("_ranker_cache", {})
-        if (k, exclude_seen, explain) not in cache:
-            cache[(k, exclude_seen, explain)] = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain)
-        ranker = cache[(k, exclude_seen, explain)]
+        setting = (k, exclude_seen, explain, chunk_size)
+        if setting not in cache:
+            cache[setting] = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain, chunk_size=chunk_size)
+        ranker = cache[setting]
         lengths = np.diff(indptr)
         results = {}
         for start in range(0, len(lengths), batch_size):
@@ -271,6 +311,70 @@ class _NewestPositionHead(keras.layers.Layer):
         )
         names = ("scores", "head_weights", "head_scores")
         return dict(zip(names, outputs))
+
+
+def _item_matrix(head, item_table):
+    return head.projected_items(item_table) if hasattr(head, "gates") else item_table
+
+
+class _UserVector(keras.layers.Layer):
+    """The newest position's user vector: SASRec's features, FAME's gated facets (not saved, not registered)."""
+
+    def __init__(self, head, **kwargs):
+        super().__init__(**kwargs)
+        self.head = head
+
+    def call(self, features):
+        if not hasattr(self.head, "gates"):
+            return features
+        H, e = self.head.num_heads, self.head.head_dim
+        facets = self.head.facets(features, training=False)
+        return keras.ops.reshape(facets * self.head.gates(facets)[..., None], (-1, H * e))
+
+
+class _ChunkedRankingHead(keras.layers.Layer):
+    """The scoring head + a running top-k over item chunks (not saved, not registered; see `ranker`).
+
+    SASRec's and FAME's scores are one dot product between a user vector and
+    an item matrix (FAME: the gated facets `[g_1 F^(1) | ... | g_H F^(H)]`
+    against the projected table, Eq. 11), so the items can be scored a slice
+    at a time.
+    """
+
+    def __init__(self, head, k, chunk_size, exclude_seen, explain, **kwargs):
+        super().__init__(**kwargs)
+        self.head, self.k, self.chunk_size = head, k, chunk_size
+        self.exclude_seen, self.explain = exclude_seen, explain
+
+    def call(self, features, item_table, history):
+        from keras import ops
+
+        from keras_fame.layers.ranking import chunked_top_k
+
+        history = history if self.exclude_seen else None
+        columns = int(item_table.shape[0])
+
+        def top(user, items):
+            return chunked_top_k(
+                lambda lo, hi: ops.matmul(user, ops.transpose(items[lo:hi])), columns, self.k, history, self.chunk_size
+            )
+
+        if not hasattr(self.head, "gates"):  # SASRec: features . item table (Eq. 6)
+            ids, scores = top(features, item_table)
+            return {"item_ids": ids, "scores": scores}
+        H, e = self.head.num_heads, self.head.head_dim
+        facets = self.head.facets(features, training=False)  # [batch, H, d']
+        gates = self.head.gates(facets)
+        items = self.head.projected_items(item_table)  # [V + 1, H d']
+        ids, scores = top(ops.reshape(facets * gates[..., None], (-1, H * e)), items)
+        outputs = {"item_ids": ids, "scores": scores, "head_weights": ops.cast(gates, "float32")}
+        if self.explain:
+            per_head = ops.reshape(items, (-1, H, e))
+            outputs["head_item_ids"], outputs["head_scores"] = chunked_top_k(
+                lambda lo, hi: ops.einsum("bhe,che->bhc", facets, per_head[lo:hi]), columns, self.k, history,
+                self.chunk_size,
+            )
+        return outputs
 
 
 def _histories_to_arrays(histories, num_items):

@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 
 from keras_fame.data import EvaluationSet
-from keras_fame.evaluation import FullRankingEvaluation, evaluate_ranking, metrics_from_ranks, target_ranks
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keras_fame.evaluation import FullRankingEvaluation, evaluate_model, evaluate_ranking, metrics_from_ranks, target_ranks
 
 
 def _brute_force(scores, targets, histories, exclude_history, ks=(5, 10, 20)):
@@ -119,3 +122,50 @@ def test_top_k_breaks_ties_by_lower_index():
     ids, values = top_k(scores, 7)
     expected = np.argsort(-scores, axis=-1, kind="stable")[..., :7]
     assert (ids == expected).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), chunk_size=st.integers(1, 30), exclude=st.booleans())
+def test_chunked_target_ranks_equal_the_full_ranking_ties_and_exclusions_included(seed, chunk_size, exclude):
+    from keras_fame.evaluation import chunked_target_ranks, target_ranks
+    from keras_fame.evaluation.ranking import history_mask_rows
+
+    rng = np.random.default_rng(seed)
+    users, num_items, dim = 9, 23, 3
+    # Small integers: exact in float32, and many ties (with the target too).
+    user_vectors = rng.integers(-2, 3, size=(users, dim)).astype(np.float32)
+    item_matrix = rng.integers(-2, 3, size=(num_items + 1, dim)).astype(np.float32)
+    targets = rng.integers(1, num_items + 1, size=users)
+    lengths = rng.integers(0, 6, size=users)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    history = rng.integers(1, num_items + 1, size=indptr[-1])
+    history[: min(2, len(history))] = targets[0]  # a re-purchase of the target stays rankable
+    rows_cols = history_mask_rows(indptr, history, 0, users) if exclude else None
+    want = target_ranks(user_vectors @ item_matrix.T, targets, rows_cols)
+    got = chunked_target_ranks(user_vectors, item_matrix, targets, rows_cols, chunk_size=chunk_size)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_chunked_evaluation_of_a_model_equals_the_full_one():
+    import keras
+
+    import keras_fame
+    from keras_fame.data import TrainingBatches, leave_one_out
+    from keras_fame.data.synthetic import planted_facets
+
+    keras.utils.set_random_seed(0)
+    data, _ = planted_facets(num_users=200, seed=0)
+    split = leave_one_out(data, max_len=12)
+    for model in (
+        keras_fame.SASRec(data.num_items, hidden_dim=16, num_heads=2, max_len=12),
+        keras_fame.FAME(data.num_items, hidden_dim=16, num_heads=2, num_experts=2, max_len=12),
+    ):
+        model.compile()
+        model.fit(TrainingBatches(split.train_inputs, split.train_targets, 64), epochs=1, verbose=0)
+        for exclude_history in (True, False):
+            full = evaluate_model(model, split.test, exclude_history=exclude_history)
+            chunked = evaluate_model(model, split.test, exclude_history=exclude_history, chunk_size=50)
+            for key, value in full.items():
+                # Equal up to float rounding of a near-tie: at most one user's rank may move.
+                tolerance = 0 if isinstance(value, (int, str)) else 1.0 / len(split.test)
+                assert chunked[key] == pytest.approx(value, abs=tolerance), key

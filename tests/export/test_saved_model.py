@@ -259,3 +259,14 @@ def test_tensorflow_c_api_loads_the_export_and_gets_the_same_top_k(fame, exporte
     rows, cols = np.frombuffer(raw[:16], np.int64)
     top = np.frombuffer(raw[16:], np.int32).reshape(rows, cols)
     np.testing.assert_array_equal(top, _expected(fame, CASES)["item_ids"])
+
+
+def test_an_export_with_item_chunks_serves_the_same_top_k(fame, tmp_path):
+    path = export_saved_model(fame, str(tmp_path / "chunked"), k=K, chunk_size=16)  # 41 columns: 3 chunks
+    loaded = tf.saved_model.load(path)
+    expected = _expected(fame, CASES, explain=True)
+    for signature in ("serving_default", "explain"):
+        got = loaded.signatures[signature](item_ids=tf.constant(_batch(CASES)))
+        np.testing.assert_array_equal(got["item_ids"].numpy(), expected["item_ids"])
+        np.testing.assert_allclose(got["scores"].numpy(), expected["scores"], atol=1e-5)
+    np.testing.assert_array_equal(got["head_item_ids"].numpy(), expected["head_item_ids"])

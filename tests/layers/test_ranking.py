@@ -76,3 +76,41 @@ def test_ranking_layers_serialise():
     for layer in (NewestItems(10, 4, name="w"), HistoryTopK(3, exclude_seen=False, name="t")):
         again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
         assert again.get_config() == layer.get_config()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    heads=st.sampled_from([None, 2]),
+    exclude_seen=st.booleans(),
+    k=st.integers(1, 4),
+    chunk_size=st.integers(4, 13),
+)
+def test_chunked_top_k_equals_the_full_masked_top_k(seed, heads, exclude_seen, k, chunk_size):
+    from keras_fame.layers.ranking import chunked_top_k
+
+    rng = np.random.default_rng(seed)
+    batch, num_items = 3, 17
+    shape = (batch, num_items + 1) if heads is None else (batch, heads, num_items + 1)
+    scores = rng.integers(0, 4, size=shape).astype("float32")  # ties across chunk borders
+    history = rng.integers(-2, num_items + 3, size=(batch, 6)).astype("int32")
+    ids, values = chunked_top_k(
+        lambda lo, hi: scores[..., lo:hi], num_items + 1, k, history if exclude_seen else None, chunk_size
+    )
+    want_ids, want_values = HistoryTopK(k, exclude_seen=exclude_seen)(scores, history)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ids), keras.ops.convert_to_numpy(want_ids))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(values), keras.ops.convert_to_numpy(want_values))
+
+
+def test_chunked_top_k_scores_one_chunk_at_a_time():
+    from keras_fame.layers.ranking import chunked_top_k
+
+    asked = []
+
+    def score_chunk(lo, hi):
+        asked.append((lo, hi))
+        return np.arange(lo, hi, dtype="float32")[None, :]
+
+    ids, _ = chunked_top_k(score_chunk, 25, 3, chunk_size=10)
+    assert asked == [(0, 10), (10, 20), (20, 25)]
+    assert keras.ops.convert_to_numpy(ids).tolist() == [[24, 23, 22]]

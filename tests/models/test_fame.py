@@ -176,3 +176,28 @@ def test_aliases_heads_experts_and_conflicts():
         FAME(20, hidden_dim=8, num_heads=4, heads=2)
     with pytest.raises(ValueError, match="num_experts=2 and its alias experts=3 disagree"):
         FAME(20, hidden_dim=8, num_experts=2, experts=3)
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "fame"])
+def test_recommend_with_item_chunks_equals_the_full_ranking(kind):
+    import keras_fame
+
+    keras.utils.set_random_seed(3)
+    if kind == "sasrec":
+        model = keras_fame.SASRec(300, hidden_dim=16, num_heads=2, max_len=10)
+    else:
+        model = keras_fame.FAME(300, hidden_dim=16, num_heads=2, num_experts=3, max_len=10)
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(1, 301, size=rng.integers(1, 30)).tolist() for _ in range(40)]
+    explain = kind == "fame"
+    full = model.recommend(histories, k=10, explain=explain)
+    for chunk_size in (64, 100):  # 100: the last chunk (item 300) is narrower than k
+        chunked = model.recommend(histories, k=10, explain=explain, chunk_size=chunk_size)
+        assert set(chunked) == set(full)
+        for name, value in full.items():
+            if name.endswith("item_ids"):
+                np.testing.assert_array_equal(chunked[name], value)
+            else:
+                np.testing.assert_allclose(chunked[name], value, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk_size"):
+        model.recommend(histories, k=10, chunk_size=5)
