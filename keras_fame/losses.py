@@ -46,8 +46,13 @@ class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
             y_pred = ops.where(ops.convert_to_tensor(excluded), ops.cast(-1e9, y_pred.dtype), y_pred)
         valid = ops.cast(y_true > 0, "float32")
         per_position = ops.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
-        # A scalar: the default reduction then divides by 1.
-        return ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)
+        # Per-position values whose plain mean is the masked mean: Keras' default reduction
+        # ("sum_over_batch_size") then gives the masked mean and, under `tf.distribute`, scales it by
+        # 1 / replicas as Keras expects (a scalar returned here would skip that scaling, doubling the
+        # reported loss and the summed gradients on two replicas). Each replica averages over its own
+        # positions; `keras.distribution` (JAX) computes the global batch's mean.
+        size = ops.cast(ops.shape(per_position)[0] * ops.shape(per_position)[1], "float32")
+        return per_position * valid * (size / ops.maximum(ops.sum(valid), 1.0))
 
     def get_config(self):
         return {**super().get_config(), "excluded_items": self.excluded_items}
