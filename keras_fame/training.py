@@ -201,6 +201,8 @@ def fit_with_early_stopping(
     stage="training",
     checkpoint_dir=None,
     tensorboard_dir=None,
+    negatives=None,
+    sampler="uniform",
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -217,12 +219,27 @@ def fit_with_early_stopping(
     ends. With `tensorboard_dir`, Keras' `TensorBoard` logs the loss and
     validation metrics and, for FAME, `GateHistograms` the gate and router
     weights of 512 validation users, under `tensorboard_dir/<stage>`.
+    With `negatives` (a count) or `sampler="in_batch"`, training uses a
+    sampled softmax (`keras_fame.sampled_softmax`: `negatives` items drawn by
+    `sampler` per batch, log-Q corrected) instead of the full softmax; the
+    validation still ranks every item.
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999), loss=loss)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
     inputs, targets = split.train_inputs, split.train_targets
     if every_prefix:
         inputs, targets = every_prefix_rows(inputs, targets)
     batches = TrainingBatches(inputs, targets, batch_size=batch_size, seed=seed)
+    data, trained = batches, model
+    if negatives is not None or sampler == "in_batch":
+        from keras_fame.sampled_softmax import SampledBatches, SampledSoftmaxCrossEntropy, SampledSoftmaxTrainer
+
+        if loss is not None:
+            raise ValueError("loss= and a sampled softmax (negatives=, sampler=) exclude each other")
+        data = SampledBatches(batches, model.num_items, num_negatives=negatives or 1, sampler=sampler, seed=seed)
+        trained = SampledSoftmaxTrainer(model)
+        trained.compile(optimizer=optimizer, loss=SampledSoftmaxCrossEntropy())
+    else:
+        model.compile(optimizer=optimizer, loss=loss)
     timer = EpochTimer()
     evaluation = FullRankingEvaluation(
         split.validation, every_n_epochs=every_n_epochs, exclude_history=exclude_history, verbose=verbose
@@ -249,7 +266,7 @@ def fit_with_early_stopping(
     start = time.perf_counter()
     # shuffle=False: `TrainingBatches` shuffles rows and batch order itself, from (seed, epoch);
     # Keras' own batch shuffle would draw from Python's global `random`, which a resumed run cannot replay.
-    model.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    trained.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     wall = time.perf_counter() - start
     best_epoch, best = max(evaluation.history, key=lambda item: item[1][monitor.removeprefix("val_")])
     return {

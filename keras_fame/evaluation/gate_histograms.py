@@ -44,7 +44,7 @@ class GateHistograms(keras.callbacks.Callback):
 
     def weights_for(self, item_ids):
         """`(gate [rows, H], router [rows, H, N])` of the model at each row's newest position."""
-        model = self.model
+        model = self._recommender()
         gates, routers = [], []
         scorer = model.scorer()
         for start in range(0, len(item_ids), self.batch_size):
@@ -57,8 +57,12 @@ class GateHistograms(keras.callbacks.Callback):
             routers.append(keras.ops.convert_to_numpy(router[:, -1]))
         return np.concatenate(gates), np.concatenate(routers)
 
+    def _recommender(self):
+        # A `SampledSoftmaxTrainer` trains a wrapped model: log that model's gates.
+        return getattr(self.model, "recommender", self.model)
+
     def on_epoch_end(self, epoch, logs=None):
-        if not hasattr(self.model, "moe_attention"):
+        if not hasattr(self._recommender(), "moe_attention"):
             return
         import tensorflow as tf  # lazily: only writing the events needs TensorFlow
 

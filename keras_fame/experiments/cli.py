@@ -70,6 +70,12 @@ def main(dataset, argv=None):
     )
     recipe.add_argument("--monitor", default=D.monitor.removeprefix("val_"), choices=("ndcg@10", "ndcg@20", "hr@10", "hr@20"),
                         help="validation metric for early stopping and model selection")
+    recipe.add_argument(
+        "--sampled-softmax", type=int, metavar="NEGATIVES", default=D.negatives,
+        help="train with a sampled softmax over NEGATIVES items per batch (log-Q corrected; large catalogs)",
+    )
+    recipe.add_argument("--sampler", choices=("uniform", "popularity", "in_batch"), default=D.sampler,
+                        help="negatives for --sampled-softmax (in_batch: the batch's own targets)")
     text = parser.add_argument_group("text start (FAME+, keras_fame.pretraining)")
     text.add_argument(
         "--text-pretrain", action="store_true",
@@ -105,6 +111,10 @@ def main(dataset, argv=None):
     )
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.sampler in ("uniform", "popularity") and args.sampler != D.sampler and args.sampled_softmax is None:
+        parser.error(f"--sampler {args.sampler} needs --sampled-softmax NEGATIVES")
+    if args.sampled_softmax is not None and args.sampled_softmax < 1:
+        parser.error("--sampled-softmax takes a positive number of negatives")
     if args.w_f_gain is not None and args.w_f_init != "identity":
         parser.error("--w-f-gain sets the gain of the identity start; it has no effect with --w-f-init random")
     if args.text_pretrain:
@@ -205,6 +215,8 @@ def main(dataset, argv=None):
         every_prefix=args.every_prefix,
         monitor=f"val_{args.monitor}",
         deterministic=args.deterministic,
+        negatives=args.sampled_softmax,
+        sampler=args.sampler,
     )
     run_pipeline(
         path, dataset, args.output_dir, config, sasrec_model=args.sasrec_model, verbose=args.verbose,

@@ -152,6 +152,8 @@ class PipelineConfig:
         every_prefix: one training row per (prefix, next item).
         monitor: the validation metric for early stopping and model selection.
         deterministic: same seed, machine and backend -> the same metrics.
+        negatives, sampler: a sampled softmax instead of the full one
+            (`keras_fame.sampled_softmax`; None: full softmax, the paper's).
     """
 
     hidden_dim: int = 64
@@ -177,6 +179,8 @@ class PipelineConfig:
     every_prefix: bool = False
     monitor: str = "val_ndcg@10"
     deterministic: bool = False
+    negatives: int = None
+    sampler: str = "uniform"
 
 
 def run_pipeline(
@@ -229,7 +233,8 @@ def run_pipeline(
     names = [field.name for field in dataclasses.fields(PipelineConfig)]
     (hidden_dim, num_heads, num_experts, num_blocks, max_len, dropout, sasrec_heads, epochs, fame_epochs,
      learning_rate, batch_size, patience, every_n_epochs, seed, skip_fame, fame_warmup_epochs, fame_dropout,
-     item_projection_initializer, text_start, backbone, every_prefix, monitor, deterministic) = (
+     item_projection_initializer, text_start, backbone, every_prefix, monitor, deterministic, negatives,
+     sampler) = (
         getattr(config, name) for name in names
     )
     if deterministic:
@@ -260,6 +265,7 @@ def run_pipeline(
             "every_prefix": every_prefix,
             "monitor": monitor,
             "deterministic": deterministic,
+            **({"negatives": negatives, "sampler": sampler} if negatives is not None or sampler != "uniform" else {}),
         },
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
@@ -320,7 +326,7 @@ def run_pipeline(
         results["sasrec"] = {
             "training": fit_with_early_stopping(
                 sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
-                monitor=monitor, every_prefix=every_prefix, stage="SASRec",
+                monitor=monitor, every_prefix=every_prefix, negatives=negatives, sampler=sampler, stage="SASRec",
                 checkpoint_dir=os.path.join(checkpoints, "sasrec") if resume else None, tensorboard_dir=tensorboard_dir,
             )
         }
@@ -361,7 +367,7 @@ def run_pipeline(
         print(f"\n== FAME (H={num_heads}, N={num_experts}) fine-tuned from SASRec ==")
         results["fame"]["training"] = fit_with_early_stopping(
             fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
-            monitor=monitor, every_prefix=every_prefix, stage="FAME",
+            monitor=monitor, every_prefix=every_prefix, negatives=negatives, sampler=sampler, stage="FAME",
             checkpoint_dir=os.path.join(checkpoints, "fame") if resume else None, tensorboard_dir=tensorboard_dir,
         )
         results["fame"]["test"] = evaluate_test_set(fame, split)
