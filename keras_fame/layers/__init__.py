@@ -1,6 +1,7 @@
 """Building blocks: registered, backend-agnostic Keras layers."""
 
 from keras_fame.layers.facet_gated_head import FacetGatedHead, HeadSliceIdentity
+from keras_fame.layers.facet_moe_block import FacetMoEBlock
 from keras_fame.layers.item_embedding import ItemEmbedding
 from keras_fame.layers.item_scores import ItemScores
 from keras_fame.layers.last_position import LastPosition

@@ -1,7 +1,7 @@
 import keras
 import numpy as np  # noqa: F401  (doctest)
 
-from keras_fame.layers import FacetGatedHead, MoEQueryAttention
+from keras_fame.layers import FacetGatedHead, FacetMoEBlock, MoEQueryAttention
 from keras_fame.models.sequential_recommender import SequentialRecommender
 
 
@@ -53,6 +53,10 @@ class FAME(SequentialRecommender):
             multiplies the frozen content table (`ItemEmbedding`).
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
+        moe_layout: `"block"` (default): the MoE block is one `FacetMoEBlock`
+            layer; `"flat"`: the same computation as separate layers, the
+            layout of `.keras` files saved before that layer existed (they
+            load with it automatically).
         kernel_initializer: initializer of the SASRec blocks' kernels
             (e.g. `keras.initializers.RandomNormal(stddev=0.02)`).
         block_heads: int, attention heads of the earlier SASRec blocks;
@@ -104,6 +108,7 @@ class FAME(SequentialRecommender):
         learn_content_scale=False,
         activation="relu",
         kernel_initializer="glorot_uniform",
+        moe_layout="block",
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
@@ -125,13 +130,24 @@ class FAME(SequentialRecommender):
             num_blocks - 1, hidden_dim, block_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
             kernel_initializer,
         )
-        self.moe_attention = MoEQueryAttention(
-            num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="moe_attention"
-        )
-        self.split_heads = keras.layers.Reshape((-1, num_heads, head_dim), name="split_heads")
-        self.moe_dropout = keras.layers.Dropout(dropout, name="moe_dropout")
-        self.moe_residual = keras.layers.Add(name="moe_residual")
-        self.moe_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="moe_norm")
+        if moe_layout not in ("block", "flat"):
+            raise ValueError(f"moe_layout={moe_layout!r} is not 'block' or 'flat'")
+        if moe_layout == "block":
+            self.moe_block = FacetMoEBlock(
+                num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon, name="moe_block",
+            )
+            self.moe_attention = self.moe_block.attention
+        else:
+            # The same computation as separate layers: how FAME was saved before `FacetMoEBlock`
+            # existed (its weights live at other paths); `from_config` picks it for such files.
+            self.moe_attention = MoEQueryAttention(
+                num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="moe_attention"
+            )
+            self.split_heads = keras.layers.Reshape((-1, num_heads, head_dim), name="split_heads")
+            self.moe_dropout = keras.layers.Dropout(dropout, name="moe_dropout")
+            self.moe_residual = keras.layers.Add(name="moe_residual")
+            self.moe_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="moe_norm")
         self.facet_head = FacetGatedHead(
             num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
             item_projection_initializer=item_projection_initializer,
@@ -141,8 +157,11 @@ class FAME(SequentialRecommender):
         # === Functional model ===
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
         x, item_table, padding_mask = self._embed_and_encode(item_ids, num_blocks - 1)
-        heads_out = self.moe_attention(x, padding_mask=padding_mask)  # [batch, seq, H, d']
-        features = self.moe_norm(self.moe_residual([self.split_heads(x), self.moe_dropout(heads_out)]))
+        if moe_layout == "block":
+            features = self.moe_block(x, padding_mask=padding_mask)  # [batch, seq, H, d']
+        else:
+            heads_out = self.moe_attention(x, padding_mask=padding_mask)
+            features = self.moe_norm(self.moe_residual([self.split_heads(x), self.moe_dropout(heads_out)]))
         scores = self.facet_head(features, item_table)
         super().__init__(inputs=item_ids, outputs=scores, **kwargs)
         self._set_head(features, item_table, self.facet_head)
@@ -166,9 +185,16 @@ class FAME(SequentialRecommender):
             learn_content_scale=bool(learn_content_scale),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
+            moe_layout=moe_layout,
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before the MoE block became `FacetMoEBlock` carry no `moe_layout`:
+        # rebuild them with the separate layers their weights were saved from.
+        return cls(**{"moe_layout": "flat", **config})
 
     @classmethod
     def from_sasrec(cls, sasrec, num_heads=None, num_experts=8, dropout=None, query_noise=0.01, seed=0, **kwargs):

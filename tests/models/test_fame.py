@@ -53,7 +53,7 @@ def test_single_head_single_expert_matches_hand_computation():
     logits = np.where(allowed, logits, -1e9)
     att = np.exp(logits - logits.max(-1, keepdims=True))
     att /= att.sum(-1, keepdims=True)
-    f = _layer_norm(x + att @ v, get("moe_norm/gamma"), get("moe_norm/beta"), eps)
+    f = _layer_norm(x + att @ v, get("moe_block/norm/gamma"), get("moe_block/norm/beta"), eps)
     # FFN' and its LayerNorm; a single head's gate is 1.
     hidden = np.maximum(f @ get("ffn_inner/kernel") + get("ffn_inner/bias"), 0)
     ffn = hidden @ get("ffn_outer/kernel") + get("ffn_outer/bias")
@@ -201,3 +201,36 @@ def test_recommend_with_item_chunks_equals_the_full_ranking(kind):
                 np.testing.assert_allclose(chunked[name], value, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="chunk_size"):
         model.recommend(histories, k=10, chunk_size=5)
+
+
+def test_files_saved_before_the_moe_block_layer_load_with_the_flat_layout(tmp_path):
+    import json
+    import zipfile
+
+    keras.utils.set_random_seed(5)
+    flat = FAME(40, hidden_dim=8, num_heads=2, num_experts=3, max_len=6, moe_layout="flat")
+    flat.save(tmp_path / "flat.keras")
+    # Such a file, as written before `moe_layout` existed: the same archive without the key.
+    with zipfile.ZipFile(tmp_path / "flat.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                del config["config"]["moe_layout"]
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    old = keras.saving.load_model(tmp_path / "old.keras", safe_mode=True)
+    assert old.moe_layout == "flat" and not hasattr(old, "moe_block")
+    ids = _ids()
+    np.testing.assert_allclose(np.asarray(old(ids)), np.asarray(flat(ids)), rtol=1e-6, atol=1e-6)
+    # New models use the named block, and the two layouts compute the same function.
+    block = FAME(40, hidden_dim=8, num_heads=2, num_experts=3, max_len=6)
+    assert block.moe_layout == "block" and block.moe_attention is block.moe_block.attention
+    by_role = {}
+    for v in flat.weights:
+        by_role[v.path.replace("moe_attention/", "moe_block/attention/").replace("moe_norm/", "moe_block/norm/")] = v
+    for v in block.weights:
+        v.assign(np.asarray(by_role[v.path]))
+    np.testing.assert_allclose(np.asarray(block(ids)), np.asarray(flat(ids)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="moe_layout"):
+        FAME(40, hidden_dim=8, num_heads=2, num_experts=3, moe_layout="nested")
