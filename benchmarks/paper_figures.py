@@ -98,6 +98,25 @@ def _cell(mean, std, n):
 # ---------------------------------------------------------------- figures 5 and 6
 
 
+def _log2_axis(ax, values, label, metric):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.set_xlabel(label)
+    ax.set_ylabel(metric.upper())
+    ax.grid(alpha=0.3)
+
+
+def _save(fig, axes, title, path):
+    import matplotlib.pyplot as plt
+
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_sweeps(groups, out_dir, title):
     """Writes fig5_heads.png, fig6_experts.png and paper_figures.md; returns the paths."""
     import matplotlib
@@ -126,18 +145,8 @@ def plot_sweeps(groups, out_dir, title):
             for model, label, marker in (("sasrec", "SASRec", "s"), ("fame", "FAME w/o MoE", "o")):
                 stats = [_stats(groups[("heads", h)][model], metric) for h in heads]
                 ax.errorbar(heads, [s[0] for s in stats], yerr=[s[1] for s in stats], marker=marker, capsize=3, label=label)
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(heads, [str(h) for h in heads])
-            ax.set_xlabel("heads H")
-            ax.set_ylabel(metric.upper())
-            ax.grid(alpha=0.3)
-        axes[0].legend()
-        fig.suptitle(f"{title}: Fig. 5, heads")
-        fig.tight_layout()
-        path = os.path.join(out_dir, "fig5_heads.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+            _log2_axis(ax, heads, "heads H", metric)
+        written.append(_save(fig, axes, f"{title}: Fig. 5, heads", os.path.join(out_dir, "fig5_heads.png")))
     experts = [n for n in EXPERTS if ("experts", n) in groups]
     if experts:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -154,18 +163,8 @@ def plot_sweeps(groups, out_dir, title):
             ax.errorbar(experts, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label="FAME")
             if line is not None:
                 ax.axhline(line, linestyle="--", color="grey", label=f"best FAME w/o MoE (H={best[0]})")
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(experts, [str(n) for n in experts])
-            ax.set_xlabel("experts N")
-            ax.set_ylabel(metric.upper())
-            ax.grid(alpha=0.3)
-        axes[0].legend()
-        fig.suptitle(f"{title}: Fig. 6, experts")
-        fig.tight_layout()
-        path = os.path.join(out_dir, "fig6_experts.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+            _log2_axis(ax, experts, "experts N", metric)
+        written.append(_save(fig, axes, f"{title}: Fig. 6, experts", os.path.join(out_dir, "fig6_experts.png")))
     table = os.path.join(out_dir, "paper_figures.md")
     with open(table, "w") as f:
         f.write("\n".join(lines) + "\n")
