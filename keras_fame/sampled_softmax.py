@@ -175,16 +175,10 @@ class SampledSoftmaxTrainer(keras.Model):
         self.head = head
 
     def call(self, inputs, training=None):
+        from keras_fame.models.sequential_recommender import score_factors_of
+
         features, item_table = self.encoder(inputs["item_ids"], training=training)
-        if hasattr(self.head, "gates"):  # FAME
-            H, e = self.head.num_heads, self.head.head_dim
-            facets = self.head.facets(features, training=training)  # [b, t, H, d']
-            gates = self.head.gates(facets)
-            lead = ops.shape(facets)[:-2]
-            user = ops.reshape(facets * gates[..., None], (*lead, H * e))
-            items = self.head.projected_items(item_table)
-        else:
-            user, items = features, item_table
+        user, items, _, _ = score_factors_of(self.head, features, item_table, training=training)
         return sampled_logits(
             user, items, inputs["targets"], inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"]
         )

@@ -154,12 +154,24 @@ class FacetGatedHead(keras.layers.Layer):
         d = self.num_heads * self.head_dim
         return ops.matmul(item_table, ops.reshape(self.item_projection, (d, d)))
 
-    def call(self, features, item_table, return_gates=False, return_head_scores=False, training=None):
+    def user_vectors(self, features, training=None):
+        """The gated facets `[g_1 F^(1) | ... | g_H F^(H)]` `[..., H d']`, with `F` and `g`.
+
+        The gated score (Eq. 11) is their dot product with `projected_items`.
+
+        Returns:
+            `(gated, facets, gates)`.
+        """
         facets = self.facets(features, training=training)
         gates = self.gates(facets)
+        lead = ops.shape(facets)[:-2]
+        gated = ops.reshape(facets * gates[..., None], (*lead, self.num_heads * self.head_dim))
+        return gated, facets, gates
+
+    def call(self, features, item_table, return_gates=False, return_head_scores=False, training=None):
+        gated, facets, gates = self.user_vectors(features, training=training)
         H, e = self.num_heads, self.head_dim
         lead = ops.shape(facets)[:-2]
-        gated = ops.reshape(facets * gates[..., None], (*lead, H * e))  # [g1 F^(1) | ... | gH F^(H)]
         items = self.projected_items(item_table)  # [V + 1, H d']
         # One matmul of width d = H d' against the stacked projected table.
         scores = mask_padding_scores(score_items(gated, items))

@@ -186,7 +186,8 @@ class SequentialRecommender(keras.Model):
         features, item_table, head = self._head_wiring
         last = LastPosition(name="last_position")(features)
         user = _UserVector(head, name="user_vector")(last)
-        item_matrix = keras.ops.convert_to_numpy(_item_matrix(head, self.item_embedding.item_table(training=False)))
+        table = self.item_embedding.item_table(training=False)
+        item_matrix = keras.ops.convert_to_numpy(table if not hasattr(head, "gates") else head.projected_items(table))
         return keras.Model(self.inputs, user, name=f"{self.name}_user_vectors"), item_matrix.astype("float32")
 
     def ranker(self, k=10, exclude_seen=True, explain=False, chunk_size=None):
@@ -313,8 +314,17 @@ class _NewestPositionHead(keras.layers.Layer):
         return dict(zip(names, outputs))
 
 
-def _item_matrix(head, item_table):
-    return head.projected_items(item_table) if hasattr(head, "gates") else item_table
+def score_factors_of(head, features, item_table, training=None):
+    """A scoring head's scores as one dot product: `(user [..., D], items [V + 1, D], facets, gates)`.
+
+    SASRec (`ItemScores`): the features and the item table (Eq. 6), no
+    facets or gates (None). FAME (`FacetGatedHead`): the gated facets and the
+    projected table (Eq. 11), with `F` and `g`.
+    """
+    if not hasattr(head, "gates"):
+        return features, item_table, None, None
+    user, facets, gates = head.user_vectors(features, training=training)
+    return user, head.projected_items(item_table), facets, gates
 
 
 class _UserVector(keras.layers.Layer):
@@ -327,9 +337,7 @@ class _UserVector(keras.layers.Layer):
     def call(self, features):
         if not hasattr(self.head, "gates"):
             return features
-        H, e = self.head.num_heads, self.head.head_dim
-        facets = self.head.facets(features, training=False)
-        return keras.ops.reshape(facets * self.head.gates(facets)[..., None], (-1, H * e))
+        return self.head.user_vectors(features, training=False)[0]
 
 
 class _ChunkedRankingHead(keras.layers.Layer):
@@ -354,22 +362,16 @@ class _ChunkedRankingHead(keras.layers.Layer):
         history = history if self.exclude_seen else None
         columns = int(item_table.shape[0])
 
-        def top(user, items):
-            return chunked_top_k(
-                lambda lo, hi: ops.matmul(user, ops.transpose(items[lo:hi])), columns, self.k, history, self.chunk_size
-            )
-
-        if not hasattr(self.head, "gates"):  # SASRec: features . item table (Eq. 6)
-            ids, scores = top(features, item_table)
-            return {"item_ids": ids, "scores": scores}
-        H, e = self.head.num_heads, self.head.head_dim
-        facets = self.head.facets(features, training=False)  # [batch, H, d']
-        gates = self.head.gates(facets)
-        items = self.head.projected_items(item_table)  # [V + 1, H d']
-        ids, scores = top(ops.reshape(facets * gates[..., None], (-1, H * e)), items)
-        outputs = {"item_ids": ids, "scores": scores, "head_weights": ops.cast(gates, "float32")}
+        user, items, facets, gates = score_factors_of(self.head, features, item_table, training=False)
+        ids, scores = chunked_top_k(
+            lambda lo, hi: ops.matmul(user, ops.transpose(items[lo:hi])), columns, self.k, history, self.chunk_size
+        )
+        outputs = {"item_ids": ids, "scores": scores}
+        if gates is None:  # SASRec
+            return outputs
+        outputs["head_weights"] = ops.cast(gates, "float32")
         if self.explain:
-            per_head = ops.reshape(items, (-1, H, e))
+            per_head = ops.reshape(items, (-1, self.head.num_heads, self.head.head_dim))
             outputs["head_item_ids"], outputs["head_scores"] = chunked_top_k(
                 lambda lo, hi: ops.einsum("bhe,che->bhc", facets, per_head[lo:hi]), columns, self.k, history,
                 self.chunk_size,
