@@ -108,17 +108,10 @@ class HistoryTopK(keras.layers.Layer):
         width = ops.shape(scores)[-1]
         column = ops.arange(width, dtype="int32")
         if self.exclude_seen:
-            history = ops.cast(history, "int32")
-            valid = ops.logical_and(history > 0, history < width)
-            seen_ids = ops.where(valid, history, ops.zeros_like(history))
-            rows = ops.repeat(ops.arange(ops.shape(history)[0], dtype="int32"), ops.shape(history)[1])
-            indices = ops.stack([rows, ops.reshape(seen_ids, (-1,))], axis=1)
-            seen = ops.scatter_update(
-                ops.zeros((ops.shape(history)[0], width), "float32"), indices, ops.ones_like(indices[:, 0], "float32")
-            )
+            seen = _seen_in_range(history, 0, width)
             if len(scores.shape) == 3:
                 seen = seen[:, None, :]
-            scores = ops.where(seen > 0, ops.cast(PADDING_SCORE, scores.dtype), scores)
+            scores = ops.where(seen, ops.cast(PADDING_SCORE, scores.dtype), scores)
         scores = ops.where(column == 0, ops.cast(2 * PADDING_SCORE, scores.dtype), scores)
         values, ids = ops.top_k(scores, k=self.k)
         return ops.cast(ids, "int32"), values
