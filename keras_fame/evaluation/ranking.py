@@ -110,20 +110,29 @@ def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=Tr
     Returns:
         dict: `hr@k`, `ndcg@k` for each k, plus `users` and `protocol`.
     """
+    expected = evaluation_set.num_items + 1
+
+    def ranks_of(batch, targets, exclude):
+        scores = np.asarray(score_fn(batch))[: len(targets)]
+        if scores.shape[-1] != expected:
+            raise ValueError(f"score_fn returned {scores.shape[-1]} columns, expected num_items + 1 = {expected}")
+        return target_ranks(scores, targets, exclude)
+
+    return _stream(ranks_of, evaluation_set, ks, exclude_history, batch_size)
+
+
+def _stream(ranks_of, evaluation_set, ks, exclude_history, batch_size):
+    """Users in batches -> `ranks_of(inputs padded to batch_size, targets, exclude)` -> metrics."""
     ev = evaluation_set
     n = len(ev)
     ranks = np.empty(n, dtype=np.int64)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         batch = ev.inputs[start:stop]
-        if stop - start < batch_size:
+        if stop - start < batch_size:  # one shape for compiled backends
             batch = np.concatenate([batch, np.zeros((batch_size - len(batch), batch.shape[1]), batch.dtype)])
-        scores = np.asarray(score_fn(batch))[: stop - start]
-        expected = ev.num_items + 1
-        if scores.shape[-1] != expected:
-            raise ValueError(f"score_fn returned {scores.shape[-1]} columns, expected num_items + 1 = {expected}")
         exclude = history_mask_rows(ev.history_indptr, ev.history_items, start, stop) if exclude_history else None
-        ranks[start:stop] = target_ranks(scores, ev.targets[start:stop], exclude)
+        ranks[start:stop] = ranks_of(batch, ev.targets[start:stop], exclude)
     out = metrics_from_ranks(ranks, ks)
     out["users"] = int(n)
     out["protocol"] = "exclude_history" if exclude_history else "all_items"
@@ -207,17 +216,9 @@ def _evaluate_chunked(model, evaluation_set, ks, exclude_history, batch_size, ch
     user_model, item_matrix = model.score_factors()
     if item_matrix.shape[0] != ev.num_items + 1:
         raise ValueError(f"the model scores {item_matrix.shape[0] - 1} items, the evaluation set has {ev.num_items}")
-    n = len(ev)
-    ranks = np.empty(n, dtype=np.int64)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        batch = ev.inputs[start:stop]
-        if stop - start < batch_size:  # one shape for compiled backends
-            batch = np.concatenate([batch, np.zeros((batch_size - len(batch), batch.shape[1]), batch.dtype)])
-        users = np.asarray(user_model.predict_on_batch(batch))[: stop - start]
-        exclude = history_mask_rows(ev.history_indptr, ev.history_items, start, stop) if exclude_history else None
-        ranks[start:stop] = chunked_target_ranks(users, item_matrix, ev.targets[start:stop], exclude, chunk_size)
-    out = metrics_from_ranks(ranks, ks)
-    out["users"] = int(n)
-    out["protocol"] = "exclude_history" if exclude_history else "all_items"
-    return out
+
+    def ranks_of(batch, targets, exclude):
+        users = np.asarray(user_model.predict_on_batch(batch))[: len(targets)]
+        return chunked_target_ranks(users, item_matrix, targets, exclude, chunk_size)
+
+    return _stream(ranks_of, ev, ks, exclude_history, batch_size)
