@@ -5,6 +5,20 @@ import numpy as np
 from keras import ops
 
 
+def masked_mean_values(per_position, valid):
+    """`[batch, seq]` values whose plain mean is the mean of `per_position` over `valid` positions.
+
+    What a loss's `call` returns: Keras' default reduction
+    ("sum_over_batch_size") then gives the masked mean and, under
+    `tf.distribute`, scales it by 1 / replicas as Keras expects (a scalar
+    returned from `call` would skip that scaling, doubling the reported loss
+    and the summed gradients on two replicas). Each replica averages over its
+    own positions; `keras.distribution` (JAX) computes the global batch's mean.
+    """
+    size = ops.cast(ops.shape(per_position)[0] * ops.shape(per_position)[1], "float32")
+    return per_position * valid * (size / ops.maximum(ops.sum(valid), 1.0))
+
+
 @keras.saving.register_keras_serializable(package="keras_fame")
 class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
     """Softmax cross-entropy over every item, averaged over non-padded positions.
@@ -46,13 +60,7 @@ class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
             y_pred = ops.where(ops.convert_to_tensor(excluded), ops.cast(-1e9, y_pred.dtype), y_pred)
         valid = ops.cast(y_true > 0, "float32")
         per_position = ops.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
-        # Per-position values whose plain mean is the masked mean: Keras' default reduction
-        # ("sum_over_batch_size") then gives the masked mean and, under `tf.distribute`, scales it by
-        # 1 / replicas as Keras expects (a scalar returned here would skip that scaling, doubling the
-        # reported loss and the summed gradients on two replicas). Each replica averages over its own
-        # positions; `keras.distribution` (JAX) computes the global batch's mean.
-        size = ops.cast(ops.shape(per_position)[0] * ops.shape(per_position)[1], "float32")
-        return per_position * valid * (size / ops.maximum(ops.sum(valid), 1.0))
+        return masked_mean_values(per_position, valid)
 
     def get_config(self):
         return {**super().get_config(), "excluded_items": self.excluded_items}

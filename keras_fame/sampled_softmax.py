@@ -36,6 +36,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fame.losses import masked_mean_values
+
 _MASKED = -1e9
 SAMPLERS = ("uniform", "popularity", "in_batch")
 
@@ -152,9 +154,7 @@ class SampledSoftmaxCrossEntropy(keras.losses.Loss):
         valid = ops.cast(ops.cast(y_true, "int32") > 0, "float32")
         logits = ops.cast(y_pred, "float32")
         per_position = ops.logsumexp(logits, axis=-1) - logits[..., 0]
-        # As MaskedSoftmaxCrossEntropy: per-position values whose mean is the masked mean.
-        size = ops.cast(ops.shape(per_position)[0] * ops.shape(per_position)[1], "float32")
-        return per_position * valid * (size / ops.maximum(ops.sum(valid), 1.0))
+        return masked_mean_values(per_position, valid)
 
 
 class SampledSoftmaxTrainer(keras.Model):
