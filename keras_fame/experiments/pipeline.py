@@ -230,13 +230,16 @@ def run_pipeline(
     TensorBoard (see `fit_with_early_stopping`).
     """
     config = dataclasses.replace(config or PipelineConfig(), **overrides)
-    names = [field.name for field in dataclasses.fields(PipelineConfig)]
+    # Local names for the settings, by name (not by field order, which a new field could shift).
+    names = (
+        "hidden_dim num_heads num_experts num_blocks max_len dropout sasrec_heads epochs fame_epochs learning_rate "
+        "batch_size patience every_n_epochs seed skip_fame fame_warmup_epochs fame_dropout "
+        "item_projection_initializer text_start backbone every_prefix monitor deterministic negatives sampler"
+    ).split()
     (hidden_dim, num_heads, num_experts, num_blocks, max_len, dropout, sasrec_heads, epochs, fame_epochs,
      learning_rate, batch_size, patience, every_n_epochs, seed, skip_fame, fame_warmup_epochs, fame_dropout,
      item_projection_initializer, text_start, backbone, every_prefix, monitor, deterministic, negatives,
-     sampler) = (
-        getattr(config, name) for name in names
-    )
+     sampler) = (getattr(config, name) for name in names)
     if deterministic:
         set_deterministic(seed)
     keras.utils.set_random_seed(seed)
