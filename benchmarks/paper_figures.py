@@ -325,35 +325,34 @@ def _real_case_study(dataset, model_path, out_dir, user=None, data_dir=None):
 
 def quick(out_dir, seeds=(0,)):
     """The sweeps and the case study on small planted-facet data, in-process (about a minute)."""
-    from keras_fame.data import leave_one_out, read_sequences
+    import keras
+
+    from keras_fame.data import leave_one_out
     from keras_fame.data.sequences import write_sequences
     from keras_fame.data.synthetic import planted_facets
     from keras_fame.experiments import run_pipeline
 
     os.makedirs(out_dir, exist_ok=True)
     data, facts = planted_facets(num_users=200, num_colours=6, num_shapes=6, max_length=14, seed=0)
-    work = tempfile.mkdtemp(prefix="paper-quick-")
-    sequence_file = os.path.join(work, "synthetic.txt")
-    write_sequences(sequence_file, data)
     settings = dict(hidden_dim=16, max_len=12, epochs=2, fame_epochs=1, batch_size=256, patience=1, dropout=0.2,
                     verbose=0, resume=False)
-    results, last_fame = [], None
+    results = []
     configs = [(heads_flags(h), h, 1) for h in HEADS] + [(experts_flags(n), FIG6_HEADS, n) for n in EXPERTS]
-    for seed in seeds:
-        for flags, h, n in configs:
-            run_dir = os.path.join(work, f"H{h}-N{n}-seed{seed}")
-            with open(os.path.join(work, "pipeline.log"), "a") as log, contextlib.redirect_stdout(log):
-                r = run_pipeline(sequence_file, "synthetic", run_dir, num_heads=h, num_experts=n, seed=seed, **settings)
-            r["multi_seed"] = {"flags": flags, "seed": seed}
-            results.append(r)
-            if h == FIG6_HEADS and n == EXPERTS[0]:
-                last_fame = os.path.join(run_dir, "fame.keras")
+    with tempfile.TemporaryDirectory(prefix="paper-quick-") as work:
+        sequence_file = os.path.join(work, "synthetic.txt")
+        write_sequences(sequence_file, data)
+        for seed in seeds:
+            for flags, h, n in configs:
+                run_dir = os.path.join(work, f"H{h}-N{n}-seed{seed}")
+                with open(os.path.join(work, "pipeline.log"), "a") as log, contextlib.redirect_stdout(log):
+                    r = run_pipeline(sequence_file, "synthetic", run_dir, num_heads=h, num_experts=n, seed=seed, **settings)
+                r["multi_seed"] = {"flags": flags, "seed": seed}
+                results.append(r)
+        # The case study's model: the first seed's FAME with the fewest experts of Fig. 6.
+        case_model = os.path.join(work, f"H{FIG6_HEADS}-N{EXPERTS[0]}-seed{seeds[0]}", "fame.keras")
+        model = keras.saving.load_model(case_model, safe_mode=True)
     written = plot_sweeps(collect(results, "synthetic"), out_dir, "planted-facet data (quick)")
-
-    import keras
-
-    model = keras.saving.load_model(last_fame, safe_mode=True)
-    split = leave_one_out(read_sequences(sequence_file), max_len=model.max_len)
+    split = leave_one_out(data, max_len=model.max_len)
     labels = {"colour": facts["item_colour"], "shape": facts["item_shape"]}
 
     def label_fn(facet, item):
