@@ -29,6 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results", "multi_seed")
 RUNS = os.path.join(ROOT, "runs", "multi_seed")
 
+RECIPE = [
+    "--ffn-activation", "gelu", "--intermediate-dim", "256", "--init-std", "0.02", "--dropout", "0.5",
+    "--layer-norm-eps", "1e-12", "--every-prefix", "--monitor", "ndcg@20", "--patience", "10", "--epochs", "200",
+]
+
 # Configurations: name -> flags of examples/train_<dataset>.py (on top of its defaults).
 PLANS = {
     "text_pretraining": {
@@ -37,6 +42,13 @@ PLANS = {
         "facet": ["--text-init", "facet"],
         "facet_frozen": ["--text-init", "facet", "--text-frozen"],
         "pca_frozen": ["--text-init", "pca", "--text-frozen"],
+    },
+    # The BSARec-family backbone recipe (issue 9, item 7) on top of the text starts: GELU FFN of
+    # width 4d, N(0, 0.02) kernels, dropout 0.5, LayerNorm eps 1e-12, every prefix as its own row
+    # (trained on its newest position only), early stopping on validation NDCG@20, patience 10.
+    "backbone_recipe": {
+        f"{start}_recipe": ["--text-init", start, *RECIPE]
+        for start in ("pca", "none", "facet")
     },
 }
 

@@ -18,7 +18,48 @@ import numpy as np
 
 from keras_fame.data import TrainingBatches, every_prefix_rows
 from keras_fame.evaluation import FullRankingEvaluation, GateHistograms, evaluate_model
+from keras_fame.losses import MaskedSoftmaxCrossEntropy
 from keras_fame.utils import replace_atomically
+
+
+class LastPositionTrainer(keras.Model):
+    """Wraps a built `SASRec`/`FAME` to train on the newest position only; the wrapped model's weights train.
+
+    For every-prefix rows (`keras_fame.data.every_prefix_rows`), where only
+    the last column holds a target: the wrapped model would score every
+    position, `[batch, seq, num_items + 1]`, to use one of them. This
+    trainer runs the same encoder and head on the last position alone,
+    `[batch, 1, num_items + 1]` (the head is position-wise, so the logits
+    and their gradients are the same), and the loss reads the targets'
+    last column. With a catalog of `V` items and `seq`-long buckets, that
+    saves `(seq - 1) V d` multiply-adds per row, the bulk of an epoch.
+    Ranking callbacks use the wrapped model's scorer; save the wrapped
+    model, not the trainer.
+    """
+
+    def __init__(self, recommender, **kwargs):
+        super().__init__(**kwargs)
+        features, item_table, head = recommender._head_wiring
+        self.recommender = recommender
+        self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
+        self.head = head
+
+    def call(self, inputs, training=None):
+        features, item_table = self.encoder(inputs, training=training)
+        return self.head(features[:, -1:, :], item_table, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y is not None:
+            y = y[:, -1:]
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def scorer(self, explain=False):
+        return self.recommender.scorer(explain=explain)
+
+    @property
+    def num_items(self):
+        return self.recommender.num_items
+
 
 class EpochTimer(keras.callbacks.Callback):
     """Records the wall time of every training epoch (evaluation excluded)."""
@@ -211,7 +252,8 @@ def fit_with_early_stopping(
     `loss` defaults to the model's (full-softmax CE); pass e.g.
     `MaskedSoftmaxCrossEntropy(excluded_items=...)`. `every_prefix=True`
     trains on one row per (prefix, next item) pair with the loss at the last
-    position (`keras_fame.data.every_prefix_rows`). A NaN or infinite loss
+    position (`keras_fame.data.every_prefix_rows`), scoring only that
+    position (`LastPositionTrainer`). A NaN or infinite loss
     stops training and raises `FloatingPointError` naming `stage` and the
     epoch. With `checkpoint_dir`, every epoch is checkpointed there
     (`TrainingCheckpoint`) and a call after a kill continues from the last
@@ -238,6 +280,9 @@ def fit_with_early_stopping(
         data = SampledBatches(batches, model.num_items, num_negatives=negatives or 1, sampler=sampler, seed=seed)
         trained = SampledSoftmaxTrainer(model)
         trained.compile(optimizer=optimizer, loss=SampledSoftmaxCrossEntropy())
+    elif every_prefix:
+        trained = LastPositionTrainer(model)
+        trained.compile(optimizer=optimizer, loss=loss if loss is not None else MaskedSoftmaxCrossEntropy())
     else:
         model.compile(optimizer=optimizer, loss=loss)
     timer = EpochTimer()
