@@ -1,5 +1,6 @@
 """Run-level settings shared by the pipeline and the experiments."""
 
+import contextlib
 import os
 
 import keras
@@ -22,6 +23,30 @@ def set_deterministic(seed):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Builds the layers made inside the block under the Keras dtype policy `name` (None: unchanged).
+
+    Keras' own mechanism (`keras.config.set_dtype_policy`), set for the block
+    and restored after it. `dtype_policy("mixed_bfloat16")` is the pipeline's
+    mixed precision: layers compute in bfloat16 and keep float32 variables
+    (the optimizer updates float32 weights); the scoring heads (`ItemScores`,
+    `FacetGatedHead`) stay float32 (`keras_fame.models.scoring_dtype`), so
+    logits, the softmax, the loss and every ranking see float32 scores. A
+    saved model records each layer's policy and loads the same outside the
+    block.
+    """
+    if name is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def replace_atomically(path, write, suffix=""):

@@ -97,6 +97,10 @@ def main(dataset, argv=None):
     text.add_argument("--pretrain-head-layers", type=int, default=T.head_layers, help="hidden layers per projection head")
     text.add_argument("--pca-whiten", action="store_true", help="PCA start: equalise the components' variances")
     parser.add_argument(
+        "--mixed-precision", action="store_true",
+        help="bf16 compute with float32 variables, scores and loss (keras mixed_bfloat16; fastest on GPUs)",
+    )
+    parser.add_argument(
         "--deterministic", action="store_true",
         help="same seed, machine and backend give the same metrics (TF op determinism; slower)",
     )
@@ -217,6 +221,7 @@ def main(dataset, argv=None):
         deterministic=args.deterministic,
         negatives=args.sampled_softmax,
         sampler=args.sampler,
+        mixed_precision=args.mixed_precision,
     )
     run_pipeline(
         path, dataset, args.output_dir, config, sasrec_model=args.sasrec_model, verbose=args.verbose,

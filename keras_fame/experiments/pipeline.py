@@ -18,7 +18,7 @@ from keras_fame.data import leave_one_out, read_sequences
 from keras_fame.experiments.reporting import PAPER_FAME, format_comparison, machine_description, write_json_atomic
 from keras_fame.models import FAME, SASRec
 from keras_fame.training import _json_default, evaluate_test_set, fit_with_early_stopping
-from keras_fame.utils import replace_atomically, save_model_atomic, set_deterministic
+from keras_fame.utils import dtype_policy, replace_atomically, save_model_atomic, set_deterministic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +154,9 @@ class PipelineConfig:
         deterministic: same seed, machine and backend -> the same metrics.
         negatives, sampler: a sampled softmax instead of the full one
             (`keras_fame.sampled_softmax`; None: full softmax, the paper's).
+        mixed_precision: build SASRec and FAME with bf16 compute and
+            float32 variables, float32 scores and loss
+            (`keras_fame.utils.dtype_policy`; the text stage stays float32).
     """
 
     hidden_dim: int = 64
@@ -181,6 +184,7 @@ class PipelineConfig:
     deterministic: bool = False
     negatives: int = None
     sampler: str = "uniform"
+    mixed_precision: bool = False
 
 
 def run_pipeline(
@@ -230,6 +234,15 @@ def run_pipeline(
     TensorBoard (see `fit_with_early_stopping`).
     """
     config = dataclasses.replace(config or PipelineConfig(), **overrides)
+    with dtype_policy("mixed_bfloat16" if config.mixed_precision else None):
+        return _run_stages(
+            sequence_file, dataset, output_dir, config, text_encoder=text_encoder, sasrec_model=sasrec_model,
+            verbose=verbose, resume=resume, tensorboard_dir=tensorboard_dir,
+        )
+
+
+def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sasrec_model, verbose, resume,
+                tensorboard_dir):
     # Local names for the settings, by name (not by field order, which a new field could shift).
     names = (
         "hidden_dim num_heads num_experts num_blocks max_len dropout sasrec_heads epochs fame_epochs learning_rate "
@@ -269,6 +282,7 @@ def run_pipeline(
             "monitor": monitor,
             "deterministic": deterministic,
             **({"negatives": negatives, "sampler": sampler} if negatives is not None or sampler != "uniform" else {}),
+            **({"mixed_precision": True} if config.mixed_precision else {}),
         },
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
@@ -307,10 +321,11 @@ def run_pipeline(
         elif text_start is not None:
             heads = sasrec_heads or num_heads
             print(f"\n== Text start ({text_start.mode}, frozen={text_start.frozen}) for {data.num_items} items ==")
-            table, results["text_start"] = text_item_table(
-                text_start, data.num_items, hidden_dim, heads, seed=seed, verbose=verbose, encoder=text_encoder,
-                save_pretrainer=os.path.join(output_dir, "pretrainer.keras"),
-            )
+            with dtype_policy("float32"):  # the encoder and the pre-trainer, whatever the sequence models use
+                table, results["text_start"] = text_item_table(
+                    text_start, data.num_items, hidden_dim, heads, seed=seed, verbose=verbose, encoder=text_encoder,
+                    save_pretrainer=os.path.join(output_dir, "pretrainer.keras"),
+                )
             replace_atomically(table_path, lambda tmp: np.save(tmp, table), suffix=".npy")
             save_results()
         keras.utils.set_random_seed(seed)  # the sequence model starts as it would without the text stage

@@ -115,10 +115,13 @@ class FacetGatedHead(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.item_projection_initializer = keras.initializers.get(item_projection_initializer or HeadSliceIdentity())
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))
-        self.ffn_inner = keras.layers.Dense(self.head_dim, activation="relu", kernel_initializer=init(), name="ffn_inner")
-        self.ffn_outer = keras.layers.Dense(self.head_dim, kernel_initializer=init(), name="ffn_outer")
-        self.ffn_dropout = keras.layers.Dropout(self.dropout)
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm")
+        policy = self.dtype_policy  # sub-layers follow this layer's policy (e.g. float32 under mixed precision)
+        self.ffn_inner = keras.layers.Dense(
+            self.head_dim, activation="relu", kernel_initializer=init(), name="ffn_inner", dtype=policy
+        )
+        self.ffn_outer = keras.layers.Dense(self.head_dim, kernel_initializer=init(), name="ffn_outer", dtype=policy)
+        self.ffn_dropout = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", dtype=policy)
 
     def build(self, features_shape, item_table_shape=None):
         H, e = self.num_heads, self.head_dim
@@ -152,6 +155,7 @@ class FacetGatedHead(keras.layers.Layer):
     def projected_items(self, item_table):
         """`[x_v W_f^(1) | ... | x_v W_f^(H)]` for every item (Eq. 8), `[num_items + 1, H d']`."""
         d = self.num_heads * self.head_dim
+        item_table = ops.cast(item_table, self.compute_dtype)
         return ops.matmul(item_table, ops.reshape(self.item_projection, (d, d)))
 
     def user_vectors(self, features, training=None):
@@ -162,7 +166,9 @@ class FacetGatedHead(keras.layers.Layer):
         Returns:
             `(gated, facets, gates)`.
         """
-        facets = self.facets(features, training=training)
+        # Explicit cast: wrappers (scorers, trainers) call these methods directly, past Keras' input
+        # autocast; under mixed precision this layer computes in float32 on bf16 features.
+        facets = self.facets(ops.cast(features, self.compute_dtype), training=training)
         gates = self.gates(facets)
         lead = ops.shape(facets)[:-2]
         gated = ops.reshape(facets * gates[..., None], (*lead, self.num_heads * self.head_dim))

@@ -41,11 +41,13 @@ class FacetMoEBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads, self.head_dim, self.num_experts = int(num_heads), int(head_dim), int(num_experts)
         self.dropout, self.layer_norm_epsilon = float(dropout), float(layer_norm_epsilon)
+        policy = self.dtype_policy  # sub-layers follow this layer's policy
         self.attention = MoEQueryAttention(
-            num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="attention"
+            num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="attention",
+            dtype=policy,
         )
-        self.residual_dropout = keras.layers.Dropout(dropout, name="residual_dropout")
-        self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")
+        self.residual_dropout = keras.layers.Dropout(dropout, name="residual_dropout", dtype=policy)
+        self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm", dtype=policy)
 
     def build(self, inputs_shape, padding_mask_shape=None):
         self.attention.build(inputs_shape, padding_mask_shape)

@@ -119,8 +119,10 @@ class ItemEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
         )
-        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="norm")
-        self.embedding_dropout = keras.layers.Dropout(self.dropout)
+        self.norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="norm", dtype=self.dtype_policy
+        )
+        self.embedding_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.embeddings_initializer))

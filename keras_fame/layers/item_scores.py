@@ -44,6 +44,9 @@ class ItemScores(keras.layers.Layer):
     """
 
     def call(self, features, item_table):
+        # Explicit casts: wrappers (scorers, trainers) call `call` directly, past Keras' input autocast;
+        # under mixed precision this layer computes in float32 on bf16 features.
+        features, item_table = ops.cast(features, self.compute_dtype), ops.cast(item_table, self.compute_dtype)
         return mask_padding_scores(score_items(features, item_table))
 
     def compute_output_shape(self, features_shape, item_table_shape):

@@ -76,7 +76,7 @@ class MoEQueryAttention(keras.layers.Layer):
         self.dropout = float(dropout)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.attention_dropout = keras.layers.Dropout(self.dropout)
+        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, inputs_shape, padding_mask_shape=None):
         d = inputs_shape[-1]

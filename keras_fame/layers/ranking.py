@@ -63,8 +63,9 @@ class NewestItems(keras.layers.Layer):
         packed = ops.pad(packed, [[0, 0], [self.max_len, 0]])
         return packed[:, -self.max_len :]
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.max_len)
+    def compute_output_spec(self, item_ids):
+        # Ids stay int32 whatever the layer's (float) dtype policy.
+        return keras.KerasTensor((item_ids.shape[0], self.max_len), dtype="int32")
 
     def get_config(self):
         return {**super().get_config(), "num_items": self.num_items, "max_len": self.max_len}
@@ -116,9 +117,9 @@ class HistoryTopK(keras.layers.Layer):
         values, ids = ops.top_k(scores, k=self.k)
         return ops.cast(ids, "int32"), values
 
-    def compute_output_shape(self, scores_shape, history_shape):
-        shape = tuple(scores_shape[:-1]) + (self.k,)
-        return shape, shape
+    def compute_output_spec(self, scores, history):
+        shape = tuple(scores.shape[:-1]) + (self.k,)
+        return keras.KerasTensor(shape, dtype="int32"), keras.KerasTensor(shape, dtype="float32")
 
     def get_config(self):
         return {**super().get_config(), "k": self.k, "exclude_seen": self.exclude_seen}

@@ -62,6 +62,7 @@ class TransformerBlock(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.activation = activation
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))
+        policy = self.dtype_policy  # sub-layers follow this layer's policy
         self.attention = MoEQueryAttention(
             num_heads=self.num_heads,
             head_dim=self.hidden_dim // self.num_heads,
@@ -69,15 +70,18 @@ class TransformerBlock(keras.layers.Layer):
             dropout=self.dropout,
             kernel_initializer=init(),
             name="attention",
+            dtype=policy,
         )
-        self.attention_dropout = keras.layers.Dropout(self.dropout)
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm")
+        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="attention_norm", dtype=policy
+        )
         self.ffn_inner = keras.layers.Dense(
-            self.intermediate_dim, activation=activation, kernel_initializer=init(), name="ffn_inner"
+            self.intermediate_dim, activation=activation, kernel_initializer=init(), name="ffn_inner", dtype=policy
         )
-        self.ffn_outer = keras.layers.Dense(self.hidden_dim, kernel_initializer=init(), name="ffn_outer")
-        self.ffn_dropout = keras.layers.Dropout(self.dropout)
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm")
+        self.ffn_outer = keras.layers.Dense(self.hidden_dim, kernel_initializer=init(), name="ffn_outer", dtype=policy)
+        self.ffn_dropout = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", dtype=policy)
 
     def build(self, inputs_shape, padding_mask_shape=None):
         self.attention.build(inputs_shape)

@@ -2,3 +2,4 @@
 
 from keras_fame.models.fame import FAME
 from keras_fame.models.sasrec import SASRec
+from keras_fame.models.sequential_recommender import scoring_dtype

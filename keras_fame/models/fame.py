@@ -2,7 +2,8 @@ import keras
 import numpy as np  # noqa: F401  (doctest)
 
 from keras_fame.layers import FacetGatedHead, FacetMoEBlock, MoEQueryAttention
-from keras_fame.models.sequential_recommender import SequentialRecommender
+from keras_fame.models.sequential_recommender import SequentialRecommender, scoring_dtype
+from keras_fame.utils import dtype_policy
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -151,6 +152,7 @@ class FAME(SequentialRecommender):
         self.facet_head = FacetGatedHead(
             num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
             item_projection_initializer=item_projection_initializer,
+            dtype=scoring_dtype(),
             name="facet_head",
         )
 
@@ -194,7 +196,7 @@ class FAME(SequentialRecommender):
     def from_config(cls, config):
         # Files saved before the MoE block became `FacetMoEBlock` carry no `moe_layout`:
         # rebuild them with the separate layers their weights were saved from.
-        return cls(**{"moe_layout": "flat", **config})
+        return super().from_config({"moe_layout": "flat", **config})
 
     @classmethod
     def from_sasrec(cls, sasrec, num_heads=None, num_experts=8, dropout=None, query_noise=0.01, seed=0, **kwargs):
@@ -225,25 +227,28 @@ class FAME(SequentialRecommender):
             A `FAME` with the copied weights.
         """
         num_heads = num_heads or sasrec.num_heads
-        fame = cls(
-            num_items=sasrec.num_items,
-            hidden_dim=sasrec.hidden_dim,
-            num_heads=num_heads,
-            num_experts=num_experts,
-            num_blocks=sasrec.num_blocks,
-            max_len=sasrec.max_len,
-            dropout=sasrec.dropout if dropout is None else dropout,
-            intermediate_dim=sasrec.intermediate_dim,
-            layer_norm_epsilon=sasrec.layer_norm_epsilon,
-            block_heads=sasrec.num_heads,
-            item_content=sasrec.item_embedding.item_content,
-            offset_max_norm=sasrec.item_embedding.offset_max_norm,
-            offset_dropout=sasrec.item_embedding.offset_dropout,
-            learn_content_scale=sasrec.item_embedding.learn_content_scale,
-            activation=sasrec.activation,
-            kernel_initializer=sasrec.kernel_initializer,
-            **kwargs,
-        )
+        # A mixed-precision SASRec gives a mixed-precision FAME (a float32 one: the current policy).
+        policy = sasrec._build_policy if sasrec._build_policy != "float32" else None
+        with dtype_policy(policy):
+            fame = cls(
+                num_items=sasrec.num_items,
+                hidden_dim=sasrec.hidden_dim,
+                num_heads=num_heads,
+                num_experts=num_experts,
+                num_blocks=sasrec.num_blocks,
+                max_len=sasrec.max_len,
+                dropout=sasrec.dropout if dropout is None else dropout,
+                intermediate_dim=sasrec.intermediate_dim,
+                layer_norm_epsilon=sasrec.layer_norm_epsilon,
+                block_heads=sasrec.num_heads,
+                item_content=sasrec.item_embedding.item_content,
+                offset_max_norm=sasrec.item_embedding.offset_max_norm,
+                offset_dropout=sasrec.item_embedding.offset_dropout,
+                learn_content_scale=sasrec.item_embedding.learn_content_scale,
+                activation=sasrec.activation,
+                kernel_initializer=sasrec.kernel_initializer,
+                **kwargs,
+            )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())
         for src, dst in zip(sasrec.transformer_blocks[:-1], fame.transformer_blocks):
             dst.set_weights(src.get_weights())

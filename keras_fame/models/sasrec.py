@@ -1,7 +1,7 @@
 import keras
 
 from keras_fame.layers import ItemScores
-from keras_fame.models.sequential_recommender import SequentialRecommender
+from keras_fame.models.sequential_recommender import SequentialRecommender, scoring_dtype
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -87,7 +87,7 @@ class SASRec(SequentialRecommender):
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
             kernel_initializer,
         )
-        self.item_scores = ItemScores(name="item_scores")
+        self.item_scores = ItemScores(dtype=scoring_dtype(), name="item_scores")
 
         # === Functional model ===
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")

@@ -6,6 +6,20 @@ import numpy as np
 from keras_fame.data.split import pad_left
 from keras_fame.layers import ItemEmbedding, LastPosition, TransformerBlock
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
+from keras_fame.utils import dtype_policy
+
+
+def scoring_dtype():
+    """The dtype policy of the scoring heads: float32 under a mixed global policy, else the global one.
+
+    Under `mixed_bfloat16` the transformer computes in bf16 but the item
+    scores do not: bf16 keeps 8 mantissa bits, so scores over 10^4 items
+    would tie near the target and shift every rank; and the softmax and the
+    loss want float32 logits. Returns a policy name for the heads' `dtype=`,
+    or None (inherit the global policy).
+    """
+    policy = keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype != policy.variable_dtype else None
 
 
 class SequentialRecommender(keras.Model):
@@ -35,14 +49,21 @@ class SequentialRecommender(keras.Model):
         for key, value in config.items():
             setattr(self, key, value)
         self._config_keys = tuple(config)
+        # The global dtype policy the layers were built under (e.g. "mixed_bfloat16"); saved, so
+        # `from_config` rebuilds the same layers outside the `dtype_policy` block.
+        self._build_policy = keras.config.dtype_policy().name
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
+        if self._build_policy != "float32":
+            config["dtype_policy"] = self._build_policy
         return {**config, **{key: getattr(self, key) for key in self._config_keys}}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        with dtype_policy(config.pop("dtype_policy", None)):
+            return cls(**config)
 
     def _make_blocks(
         self, count, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation="relu",
@@ -166,7 +187,7 @@ class SequentialRecommender(keras.Model):
         """
         features, item_table, head = self._head_wiring
         last = LastPosition(name="last_position")(features)
-        outputs = _NewestPositionHead(head, explain, name="scorer_head")(last, item_table)
+        outputs = _NewestPositionHead(head, explain, name="scorer_head", dtype=head.dtype_policy)(last, item_table)
         return keras.Model(self.inputs, outputs, name=f"{self.name}_scorer")
 
     def score_factors(self):
@@ -185,7 +206,7 @@ class SequentialRecommender(keras.Model):
         """
         features, item_table, head = self._head_wiring
         last = LastPosition(name="last_position")(features)
-        user = _UserVector(head, name="user_vector")(last)
+        user = _UserVector(head, name="user_vector", dtype=head.dtype_policy)(last)
         table = self.item_embedding.item_table(training=False)
         item_matrix = keras.ops.convert_to_numpy(table if not hasattr(head, "gates") else head.projected_items(table))
         return keras.Model(self.inputs, user, name=f"{self.name}_user_vectors"), item_matrix.astype("float32")
@@ -219,23 +240,25 @@ class SequentialRecommender(keras.Model):
             raise ValueError(f"k={k} must be between 1 and num_items={self.num_items}")
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
         window = NewestItems(self.num_items, self.max_len, name="newest_items")(item_ids)
+        features, item_table, head = self._head_wiring
+        score_policy = head.dtype_policy  # the layers that read scores compute as the head does (float32 when mixed)
         if chunk_size is not None and int(chunk_size) < self.num_items + 1:
             if k > int(chunk_size):
                 raise ValueError(f"k={k} must not exceed chunk_size={chunk_size}")
-            features, item_table, head = self._head_wiring
             encoder = keras.Model(self.inputs, [LastPosition(name="last_position")(features), item_table])
             last, table = encoder(window)
-            outputs = _ChunkedRankingHead(head, k, int(chunk_size), exclude_seen, explain, name="chunked_top_k")(
-                last, table, item_ids
+            chunked = _ChunkedRankingHead(
+                head, k, int(chunk_size), exclude_seen, explain, name="chunked_top_k", dtype=score_policy
             )
+            outputs = chunked(last, table, item_ids)
             return keras.Model(item_ids, outputs, name=f"{self.name}_ranker")
         out = self.scorer(explain=explain)(window)
-        top_ids, top_scores = HistoryTopK(k, exclude_seen, name="top_k")(out["scores"], item_ids)
+        top_ids, top_scores = HistoryTopK(k, exclude_seen, name="top_k", dtype=score_policy)(out["scores"], item_ids)
         outputs = {"item_ids": top_ids, "scores": top_scores}
         if "head_weights" in out:
             outputs["head_weights"] = keras.ops.cast(out["head_weights"], "float32")
         if "head_scores" in out:
-            head_top = HistoryTopK(k, exclude_seen, name="head_top_k")(out["head_scores"], item_ids)
+            head_top = HistoryTopK(k, exclude_seen, name="head_top_k", dtype=score_policy)(out["head_scores"], item_ids)
             outputs["head_item_ids"], outputs["head_scores"] = head_top
         return keras.Model(item_ids, outputs, name=f"{self.name}_ranker")
 

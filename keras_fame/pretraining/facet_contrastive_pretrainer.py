@@ -163,15 +163,17 @@ class FacetContrastivePretrainer(keras.Model):
         self.output_std = float(output_std)
         self.dropout = float(dropout)
         self.facets = facets_for_heads(self.num_heads)
-        self.standardize = keras.layers.Normalization(axis=-1, name="standardize")
-        self.input_dropout = keras.layers.Dropout(self.dropout)
+        self.standardize = keras.layers.Normalization(axis=-1, name="standardize", dtype=self.dtype_policy)
+        self.input_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.heads = [
             [
                 *(
-                    keras.layers.Dense(self.head_hidden_dim, activation="gelu", name=f"head_{h}_hidden_{i}")
+                    keras.layers.Dense(
+                        self.head_hidden_dim, activation="gelu", name=f"head_{h}_hidden_{i}", dtype=self.dtype_policy
+                    )
                     for i in range(self.head_layers)
                 ),
-                keras.layers.Dense(self.head_dim, name=f"head_{h}_out"),
+                keras.layers.Dense(self.head_dim, name=f"head_{h}_out", dtype=self.dtype_policy),
             ]
             for h in range(self.num_heads)
         ]
