@@ -244,6 +244,7 @@ def fit_with_early_stopping(
     tensorboard_dir=None,
     negatives=None,
     sampler="uniform",
+    callbacks=None,
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -264,7 +265,10 @@ def fit_with_early_stopping(
     With `negatives` (a count) or `sampler="in_batch"`, training uses a
     sampled softmax (`keras_fame.sampled_softmax`: `negatives` items drawn by
     `sampler` per batch, log-Q corrected) instead of the full softmax; the
-    validation still ranks every item.
+    validation still ranks every item. Extra `callbacks` run after the
+    validation, so their `logs` hold its `val_*` metrics (e.g. one that
+    stops at a target). The report's `validation_history` lists every
+    validated epoch's metrics.
     """
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
     inputs, targets = split.train_inputs, split.train_targets
@@ -293,6 +297,7 @@ def fit_with_early_stopping(
         monitor=monitor, mode="max", patience=patience, restore_best_weights=True, verbose=verbose
     )
     guard = NonFiniteLossGuard(stage)
+    extra = list(callbacks or [])
     callbacks = [guard, timer, evaluation, stopper]
     if tensorboard_dir is not None:
         log_dir = os.path.join(tensorboard_dir, stage.lower())
@@ -304,6 +309,7 @@ def fit_with_early_stopping(
     # `on_epoch_end` calls is off by one (`fit` calls it once before the first epoch) and would not
     # survive a resume.
     callbacks.insert(0, keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)))
+    callbacks[callbacks.index(stopper):callbacks.index(stopper)] = extra  # after the validation, before stopping
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = TrainingCheckpoint(checkpoint_dir, callbacks=[timer, evaluation, stopper])
@@ -320,6 +326,7 @@ def fit_with_early_stopping(
         "best_validation": best,
         "seconds_per_epoch": timer.seconds,
         "wall_seconds": wall,
+        "validation_history": [{"epoch": epoch + 1, **metrics} for epoch, metrics in evaluation.history],
         **({"resumed_from_epoch": checkpoint.resumed_epoch} if checkpoint and checkpoint.resumed_epoch else {}),
     }
 

@@ -1,0 +1,47 @@
+"""The benchmark table's pieces that need no timing: the peer's data file, time to target, the table."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recbole_atomic_file_keeps_each_users_order(tmp_path):
+    peer = _load("recbole_peer")
+    source = tmp_path / "seqs.txt"
+    source.write_text("1 5 3 9\n2 3 3\n")
+    assert peer.write_atomic_file(str(source), str(tmp_path / "out")) == (2, 3, 5)
+    lines = (tmp_path / "out" / "toys" / "toys.inter").read_text().splitlines()
+    assert lines[0] == "user_id:token\titem_id:token\ttimestamp:float"
+    assert lines[1:] == ["1\t5\t0", "1\t3\t1", "1\t9\t2", "2\t3\t0", "2\t3\t1"]
+    (tmp_path / "bad.txt").write_text("1 2 3\n4 x 5\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected"):
+        peer.write_atomic_file(str(tmp_path / "bad.txt"), str(tmp_path / "out2"))
+
+
+def test_time_to_target_and_the_table():
+    table = _load("speed_table")
+    history = [{"epoch": 1, "seconds": 30.0, "ndcg@10": 0.04}, {"epoch": 2, "seconds": 55.0, "ndcg@10": 0.061},
+               {"epoch": 3, "seconds": 80.0, "ndcg@10": 0.07}]
+    assert table.time_to_target(history, 0.06) == (2, 55.0)
+    assert table.time_to_target(history, 0.08) == (None, None)
+    row = {"backend": "tensorflow", "model": "sasrec", "loss": "full", "seconds_per_epoch": 20.0,
+           "sequences_per_second": 970.0, "time_to_target_seconds": 55.0, "target_epoch": 2, "target": 0.06,
+           "history": history, "best_validation_ndcg@10": 0.07, "eval_all_users_seconds": 5.0, "peak_rss_gb": 1.5}
+    peer = {**row, "backend": "torch", "model": "RecBole SASRec", "time_to_target_seconds": None, "target_epoch": None,
+            "best_validation_ndcg@10": 0.03}
+    text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": peer})
+    assert "| tf-sasrec-full | tensorflow | sasrec | full | 20.0 | 970 | 55 s (2) | 5.0 | 1.50 |" in text
+    assert "not in 3 epochs (best 0.0300)" in text
+    assert "RecBole SASRec / keras-fame" not in text  # no ratio without both times
+    text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": {**peer, "time_to_target_seconds": 110.0}})
+    assert "= 2.00x" in text
