@@ -179,6 +179,17 @@ def test_backbone_recipe_flags_reach_the_models_and_results(tmp_path):
     fame = keras.saving.load_model(out / "fame.keras", safe_mode=True)
     assert fame.transformer_blocks[0].activation == "gelu" and fame.intermediate_dim == 32
 
+    # The preset gives the same options; a flag set to a non-default value wins over it.
+    preset = tmp_path / "preset"
+    argv = ["--data-dir", str(tmp_path), "--output-dir", str(preset), "--hidden-dim", "8", "--heads", "2",
+            "--experts", "2", "--max-len", "10", "--epochs", "1", "--fame-epochs", "1", "--verbose", "0",
+            "--recipe", "bsarec", "--dropout", "0.2"]
+    assert cli.main("toys", argv) == 0
+    got = json.loads((preset / "results.json").read_text())["config"]
+    assert got["backbone"] == {**config["backbone"], "intermediate_dim": 4 * 8}
+    assert got["every_prefix"] is True and got["monitor"] == "val_ndcg@20" and got["patience"] == 10
+    assert got["dropout"] == 0.2  # explicit, not the preset's 0.5
+
 
 def test_deterministic_mode_gives_identical_metrics_twice(tmp_path):
     """Two fresh processes, same seed, --deterministic: the same test metrics to the last digit."""

@@ -7,6 +7,25 @@ import sys
 
 from keras_fame.data.registry import DATASET_FILES, DATASETS, ITEM_TEXT_FILES, find_sequence_file  # noqa: F401
 
+
+# Presets of the backbone recipe flags (`--recipe`), by argparse destination. "bsarec": the recipe of the
+# strongest public in-family codebases on the same data (BSARec, TV-Rec, WEARec; issue 9, item 7).
+RECIPES = {
+    "paper": {},
+    "bsarec": {
+        "ffn_activation": "gelu",
+        "intermediate_dim": lambda args: 4 * args.hidden_dim,
+        "init_std": 0.02,
+        "dropout": 0.5,
+        "layer_norm_eps": 1e-12,
+        "every_prefix": True,
+        "monitor": "ndcg@20",
+        "patience": 10,
+        "epochs": 200,
+    },
+}
+
+
 def main(dataset, argv=None):
     from keras_fame.layers import HeadSliceIdentity
     from keras_fame.experiments.pipeline import PipelineConfig, TextStart, run_pipeline
@@ -60,6 +79,12 @@ def main(dataset, argv=None):
     )
     parser.add_argument("--sasrec-model", help="a trained SASRec .keras to transplant from (skips the SASRec stage)")
     recipe = parser.add_argument_group("backbone recipe options (defaults: the paper's SASRec, Eq. 5)")
+    recipe.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="paper",
+        help="preset of the options below: paper (the paper's SASRec) or bsarec (GELU FFN of width 4d, N(0, 0.02) "
+        "kernels, dropout 0.5, LayerNorm eps 1e-12, every prefix, early stopping on NDCG@20 with patience 10); "
+        "a flag set to other than its default value wins over the preset",
+    )
     recipe.add_argument("--ffn-activation", choices=("relu", "gelu"), default="relu")
     recipe.add_argument("--intermediate-dim", type=int, help="FFN inner width (default: hidden dim; BSARec-family: 4x)")
     recipe.add_argument("--init-std", type=float, help="N(0, std) kernels in the SASRec blocks (default: glorot_uniform)")
@@ -115,6 +140,9 @@ def main(dataset, argv=None):
     )
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
+    for dest, value in RECIPES[args.recipe].items():
+        if getattr(args, dest) == parser.get_default(dest):  # a flag set to a non-default value wins
+            setattr(args, dest, value(args) if callable(value) else value)
     if args.sampler in ("uniform", "popularity") and args.sampler != D.sampler and args.sampled_softmax is None:
         parser.error(f"--sampler {args.sampler} needs --sampled-softmax NEGATIVES")
     if args.sampled_softmax is not None and args.sampled_softmax < 1:
