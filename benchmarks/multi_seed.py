@@ -116,7 +116,12 @@ def load_results():
 
 
 def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=("exclude_history", "all_items")):
-    """Markdown tables: mean ± std (n) and each seed, per dataset, configuration, model, protocol."""
+    """Markdown tables: mean ± std (n) and each seed, per dataset, configuration, model, protocol.
+
+    `plan` is a plan name or a list of them (their configurations side by side).
+    """
+    plans = [plan] if isinstance(plan, str) else list(plan)
+    configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
     groups = {}
     for dataset, names in EARLIER_RANDOM_START.items():
         for name in names:
@@ -127,7 +132,7 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
                 groups.setdefault(key, []).append((r["config"]["seed"], r[model]["test"], r))
     for r in load_results():
         info = r.get("multi_seed", {})
-        if PLANS[plan].get(info.get("plan_configuration")) != info.get("flags"):
+        if configurations.get(info.get("plan_configuration")) != info.get("flags"):
             continue
         for model in ("sasrec", "fame"):
             if "test" in r.get(model, {}):
@@ -137,7 +142,7 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
     for protocol in protocols:
         lines += [f"\n### Test, {protocol}\n", "| dataset | start | model | seeds | " + " | ".join(metrics) + " |",
                   "|---|---|---|---|" + "---|" * len(metrics)]
-        order = ["random (sessions 1-3)", *PLANS[plan]]
+        order = ["random (sessions 1-3)", *configurations]
         for (dataset, config, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]), kv[0][2] != "sasrec")):
             runs = sorted(runs, key=lambda run: run[0])
             cells = []
@@ -165,7 +170,7 @@ def main(argv=None):
     run.add_argument("--seed-major", action="store_true", help="loop seeds outside configurations")
     run.add_argument("--dry-run", action="store_true")
     summary = sub.add_parser("summary", help="mean ± std tables of the finished runs")
-    summary.add_argument("--plan", choices=sorted(PLANS), default="text_pretraining")
+    summary.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
     args = parser.parse_args(argv)
 
     if args.command == "summary":
