@@ -37,6 +37,7 @@ import numpy as np
 from keras import ops
 
 from keras_fame.losses import masked_mean_values
+from keras_fame.models.sequential_recommender import RecommenderTrainer, score_factors_of
 
 _MASKED = -1e9
 SAMPLERS = ("uniform", "popularity", "in_batch")
@@ -157,7 +158,7 @@ class SampledSoftmaxCrossEntropy(keras.losses.Loss):
         return masked_mean_values(per_position, valid)
 
 
-class SampledSoftmaxTrainer(keras.Model):
+class SampledSoftmaxTrainer(RecommenderTrainer):
     """Wraps a built `SASRec`/`FAME` for sampled-softmax `fit`; the wrapped model's weights are trained.
 
     Its call takes `SampledBatches`' input dict and returns `sampled_logits`
@@ -167,25 +168,9 @@ class SampledSoftmaxTrainer(keras.Model):
     scorer. Save the wrapped model, not the trainer.
     """
 
-    def __init__(self, recommender, **kwargs):
-        super().__init__(**kwargs)
-        features, item_table, head = recommender._head_wiring
-        self.recommender = recommender
-        self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
-        self.head = head
-
     def call(self, inputs, training=None):
-        from keras_fame.models.sequential_recommender import score_factors_of
-
         features, item_table = self.encoder(inputs["item_ids"], training=training)
         user, items, _, _ = score_factors_of(self.head, features, item_table, training=training)
         return sampled_logits(
             user, items, inputs["targets"], inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"]
         )
-
-    def scorer(self, explain=False):
-        return self.recommender.scorer(explain=explain)
-
-    @property
-    def num_items(self):
-        return self.recommender.num_items

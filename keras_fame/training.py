@@ -19,10 +19,11 @@ import numpy as np
 from keras_fame.data import TrainingBatches, every_prefix_rows
 from keras_fame.evaluation import FullRankingEvaluation, GateHistograms, evaluate_model
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
+from keras_fame.models.sequential_recommender import RecommenderTrainer
 from keras_fame.utils import replace_atomically
 
 
-class LastPositionTrainer(keras.Model):
+class LastPositionTrainer(RecommenderTrainer):
     """Wraps a built `SASRec`/`FAME` to train on the newest position only; the wrapped model's weights train.
 
     For every-prefix rows (`keras_fame.data.every_prefix_rows`), where only
@@ -37,13 +38,6 @@ class LastPositionTrainer(keras.Model):
     model, not the trainer.
     """
 
-    def __init__(self, recommender, **kwargs):
-        super().__init__(**kwargs)
-        features, item_table, head = recommender._head_wiring
-        self.recommender = recommender
-        self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
-        self.head = head
-
     def call(self, inputs, training=None):
         features, item_table = self.encoder(inputs, training=training)
         return self.head(features[:, -1:, :], item_table, training=training)
@@ -52,13 +46,6 @@ class LastPositionTrainer(keras.Model):
         if y is not None:
             y = y[:, -1:]
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
-
-    def scorer(self, explain=False):
-        return self.recommender.scorer(explain=explain)
-
-    @property
-    def num_items(self):
-        return self.recommender.num_items
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -314,6 +314,32 @@ class SequentialRecommender(keras.Model):
         return {name: np.concatenate(parts) for name, parts in results.items()}
 
 
+class RecommenderTrainer(keras.Model):
+    """Base of models that train a built `SASRec`/`FAME` with another objective; the wrapped weights train.
+
+    Holds the wrapped `recommender`, an `encoder` from item ids to its
+    `(features, item_table)` and its scoring `head`, all sharing the
+    recommender's layers. Ranking callbacks (`FullRankingEvaluation`) use the
+    recommender's `scorer()`. Subclasses define `call`. Save the wrapped
+    model, not the trainer. See `keras_fame.sampled_softmax.SampledSoftmaxTrainer`
+    and `keras_fame.training.LastPositionTrainer`.
+    """
+
+    def __init__(self, recommender, **kwargs):
+        super().__init__(**kwargs)
+        features, item_table, head = recommender._head_wiring
+        self.recommender = recommender
+        self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
+        self.head = head
+
+    def scorer(self, explain=False):
+        return self.recommender.scorer(explain=explain)
+
+    @property
+    def num_items(self):
+        return self.recommender.num_items
+
+
 class _NewestPositionHead(keras.layers.Layer):
     """Runs a model's scoring head with the scorer's outputs (not saved, not registered).
 
