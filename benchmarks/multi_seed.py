@@ -47,8 +47,9 @@ PLANS = {
     # width 4d, N(0, 0.02) kernels, dropout 0.5, LayerNorm eps 1e-12, every prefix as its own row
     # (trained on its newest position only), early stopping on validation NDCG@20, patience 10.
     "backbone_recipe": {
-        f"{start}_recipe": ["--text-init", start, *RECIPE]
-        for start in ("pca", "none", "facet")
+        **{f"{start}_recipe": ["--text-init", start, *RECIPE] for start in ("pca", "none", "facet")},
+        # The backbone alone (random start), SASRec stage only: does the text start still add on top?
+        "none_recipe_sasrec": ["--text-init", "none", *RECIPE, "--sasrec-only"],
     },
 }
 
