@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def _train(sequence_file, target, max_epochs, out, seed=0):
     torch.set_num_threads(os.cpu_count())
     folder = tempfile.mkdtemp(prefix="recbole-")
     write_atomic_file(sequence_file, folder)
+    os.chdir(folder)  # RecBole writes its log/ and log_tensorboard/ folders into the working directory
     config = Config(model="SASRec", dataset="toys", config_dict={
         "data_path": folder, "checkpoint_dir": os.path.join(folder, "saved"), "use_gpu": False, "state": "WARNING",
         "show_progress": False, "seed": seed, "reproducibility": True, "worker": 0,
@@ -135,6 +137,8 @@ def _train(sequence_file, target, max_epochs, out, seed=0):
         json.dump(row, f, indent=2)
     os.replace(out + ".tmp", out)
     print(json.dumps({k: v for k, v in row.items() if k != "history"}, indent=2))
+    os.chdir(ROOT)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv=None):
@@ -159,7 +163,7 @@ def main(argv=None):
         subprocess.check_call([python, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS])
         return 0
     if args.command == "_train":
-        _train(args.sequence_file, args.target, args.max_epochs, args.out)
+        _train(os.path.abspath(args.sequence_file), args.target, args.max_epochs, os.path.abspath(args.out))
         return 0
     from keras_fame.data.registry import find_sequence_file
 
@@ -170,8 +174,9 @@ def main(argv=None):
     if sequence_file is None:
         print("Toys_and_Games.txt not found (--data-dir or FAME_DATA_DIR)", file=sys.stderr)
         return 2
-    return subprocess.call([python, os.path.abspath(__file__), "_train", "--sequence-file", sequence_file,
-                            "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", args.out])
+    return subprocess.call([python, os.path.abspath(__file__), "_train", "--sequence-file", os.path.abspath(sequence_file),
+                            "--target", str(args.target), "--max-epochs", str(args.max_epochs),
+                            "--out", os.path.abspath(args.out)])
 
 
 if __name__ == "__main__":
