@@ -41,7 +41,10 @@ def test_time_to_target_and_the_table():
             "best_validation_ndcg@10": 0.03}
     text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": peer})
     assert "| tf-sasrec-full | tensorflow | sasrec | full | 20.0 | 970 | 55 s (2) | 5.0 | 1.50 |" in text
+    assert "time to val NDCG@10 ≥ 0.06 (epoch)" in text
     assert "not in 3 epochs (best 0.0300)" in text
     assert "RecBole SASRec / keras-fame" not in text  # no ratio without both times
     text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": {**peer, "time_to_target_seconds": 110.0}})
     assert "= 2.00x" in text
+    lower = table.retarget({"tf-sasrec-full": row}, 0.03)["tf-sasrec-full"]
+    assert (lower["target_epoch"], lower["time_to_target_seconds"], lower["target"]) == (1, 30.0, 0.03)
