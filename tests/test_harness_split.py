@@ -64,3 +64,26 @@ def test_run_pipeline_rejects_unknown_settings(tmp_path):
 
     with pytest.raises(TypeError, match="num_head"):
         run_pipeline(str(tmp_path / "none.txt"), "toys", str(tmp_path / "out"), num_head=3)
+
+
+def test_the_recipe_preset_equals_the_flags_the_multi_seed_runs_measured(monkeypatch, tmp_path):
+    """`--recipe bsarec` (what `make train` runs) must stay the flag list behind the stored recipe runs."""
+    import importlib.util
+
+    from keras_fame.experiments import cli
+
+    spec = importlib.util.spec_from_file_location(
+        "multi_seed", os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "multi_seed.py")
+    )
+    multi_seed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(multi_seed)
+    seen = []
+    monkeypatch.setattr("keras_fame.experiments.pipeline.run_pipeline", lambda *a, **k: seen.append(a[3]))
+    seq = tmp_path / "seq.txt"
+    seq.write_text("1 1 2 3\n2 2 3 4\n")
+    base = ["--sequence-file", str(seq), "--text-init", "none", "--output-dir", str(tmp_path)]
+    assert cli.main("toys", base + ["--recipe", "bsarec"]) == 0
+    assert cli.main("toys", base + multi_seed.RECIPE) == 0
+    same_start = [dataclasses.replace(c, item_projection_initializer=None) for c in seen]  # fresh objects each run
+    assert same_start[0] == same_start[1]
+    assert seen[0].every_prefix and seen[0].backbone["intermediate_dim"] == 256
