@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 
@@ -121,3 +122,53 @@ def test_batches_of_an_epoch_depend_on_seed_and_epoch_only():
             np.testing.assert_array_equal(x, y)
     b.set_epoch(2)
     assert any(not np.array_equal(a[i][0], b[i][0]) for i in range(len(a)))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Raises at the start of epoch `epoch` (0-based), after the checkpoints of the epochs before it."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Interrupt(epoch)
+
+
+@pytest.mark.parametrize("objective", [dict(every_prefix=True), dict(negatives=16)], ids=["every_prefix", "sampled"])
+def test_trainer_wrapped_fits_resume_from_their_checkpoint(tmp_path, objective):
+    # Every-prefix (`LastPositionTrainer`) and sampled-softmax (`SampledSoftmaxTrainer`) training wrap the
+    # model in a trainer; a resumed fit loads the checkpoint into it before any batch has run.
+    import keras_fame
+    from keras_fame.data import leave_one_out
+    from keras_fame.training import fit_with_early_stopping
+
+    data, _ = planted_facets(num_users=120, max_length=10, seed=3)
+    split = leave_one_out(data, max_len=10)
+
+    def run(checkpoint_dir=None, callbacks=None):
+        keras.utils.set_random_seed(4)
+        model = keras_fame.SASRec(data.num_items, hidden_dim=8, num_heads=2, max_len=10, dropout=0.1)
+        report = fit_with_early_stopping(model, split, epochs=4, batch_size=64, patience=10, seed=4, verbose=0,
+                                         checkpoint_dir=checkpoint_dir, callbacks=callbacks, **objective)
+        return model, report
+
+    whole, expected = run()
+    folder = str(tmp_path / "checkpoints")
+    with pytest.raises(_Interrupt):
+        run(folder, [_StopAt(2)])
+    assert os.path.isfile(os.path.join(folder, "latest"))
+    resumed, report = run(folder)
+    assert report["resumed_from_epoch"] == 2
+    assert report["epochs_run"] == expected["epochs_run"] == 4
+    assert [e["epoch"] for e in report["validation_history"]] == [1, 2, 3, 4]
+    for got, want in zip(report["validation_history"], expected["validation_history"]):
+        assert got == pytest.approx(want, abs=1e-4)
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not os.path.exists(folder)  # removed once training finished

@@ -331,6 +331,9 @@ class RecommenderTrainer(keras.Model):
         self.recommender = recommender
         self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
         self.head = head
+        # Every weight belongs to the already built recommender, so the trainer is built too: a resumed
+        # `fit` (`keras_fame.training.TrainingCheckpoint`) loads its checkpoint before any batch runs.
+        self.built = True
 
     def scorer(self, explain=False):
         return self.recommender.scorer(explain=explain)
