@@ -6,6 +6,12 @@
     python benchmarks/speed_table.py table --target 0.05     # time to another target, from the stored histories
     python benchmarks/speed_table.py one --backend jax --model fame --loss full   # one row (a child process)
 
+Besides the backend x model x loss grid, two options get rows of their own:
+`every-prefix` (one training row per (prefix, next item) pair, the loss at
+the newest position only: `fit_with_early_stopping(every_prefix=True)`, the
+layout RecBole's SASRec also trains on) and `bf16` (mixed precision:
+bf16 compute, float32 variables and scores).
+
 Each row runs in its own process (its backend chosen by `KERAS_BACKEND`, its
 peak memory its own) and trains from scratch with `fit_with_early_stopping`
 on all Toys training sequences (batch 256, Adam 1e-3, d = 64, 2 blocks,
@@ -14,7 +20,8 @@ max_len 50; FAME H = 2, N = 4), validating on every user after every epoch
 `--target` or `--max-epochs` pass. Recorded per row:
 
 - s/epoch: the median training epoch after the first (the first holds the
-  compilation), and training sequences per second from it;
+  compilation), and training sequences per second from it (an epoch covers
+  every user's training pairs in each layout, so the rates compare);
 - time to target: wall seconds from the start of `fit` (compilation and
   every validation pass included) to the end of the epoch whose validation
   NDCG@10 first reaches the target;
@@ -45,14 +52,19 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "results", "speed_table")
+# name -> (backend, model, loss, options); options are `one`'s flags.
 ROWS = {
-    "tf-sasrec-full": ("tensorflow", "sasrec", "full"),
-    "tf-fame-full": ("tensorflow", "fame", "full"),
-    "tf-sasrec-sampled": ("tensorflow", "sasrec", "sampled"),
-    "tf-fame-sampled": ("tensorflow", "fame", "sampled"),
-    "jax-sasrec-full": ("jax", "sasrec", "full"),
-    "jax-fame-full": ("jax", "fame", "full"),
-    "recbole-sasrec": ("torch", "recbole", "full"),
+    "tf-sasrec-full": ("tensorflow", "sasrec", "full", ()),
+    "tf-fame-full": ("tensorflow", "fame", "full", ()),
+    "tf-sasrec-sampled": ("tensorflow", "sasrec", "sampled", ()),
+    "tf-fame-sampled": ("tensorflow", "fame", "sampled", ()),
+    "tf-sasrec-every-prefix": ("tensorflow", "sasrec", "full", ("--every-prefix",)),
+    "tf-fame-every-prefix": ("tensorflow", "fame", "full", ("--every-prefix",)),
+    "tf-sasrec-full-bf16": ("tensorflow", "sasrec", "full", ("--mixed-precision",)),
+    "tf-fame-full-bf16": ("tensorflow", "fame", "full", ("--mixed-precision",)),
+    "jax-sasrec-full": ("jax", "sasrec", "full", ()),
+    "jax-fame-full": ("jax", "fame", "full", ()),
+    "recbole-sasrec": ("torch", "recbole", "full", ()),
 }
 
 
@@ -68,7 +80,8 @@ def time_to_target(history, target, metric="ndcg@10"):
     return None, None
 
 
-def run_one(backend, model_name, loss, target, max_epochs, data_dir=None, negatives=256, mixed_precision=False):
+def run_one(backend, model_name, loss, target, max_epochs, data_dir=None, negatives=256, mixed_precision=False,
+            every_prefix=False):
     """Trains one configuration in this process and returns its row (the backend must already be set)."""
     import keras
 
@@ -100,7 +113,7 @@ def run_one(backend, model_name, loss, target, max_epochs, data_dir=None, negati
 
     report = fit_with_early_stopping(
         model, split, epochs=max_epochs, batch_size=256, patience=max_epochs, verbose=0,
-        negatives=negatives if loss == "sampled" else None, callbacks=[StopAtTarget()],
+        negatives=negatives if loss == "sampled" else None, every_prefix=every_prefix, callbacks=[StopAtTarget()],
     )
     history = [
         {"epoch": entry["epoch"], "seconds": marks[entry["epoch"] - 1], "ndcg@10": entry["ndcg@10"]}
@@ -112,9 +125,13 @@ def run_one(backend, model_name, loss, target, max_epochs, data_dir=None, negati
     evaluate_model(model, split.validation)
     eval_seconds = time.perf_counter() - eval_start
     epoch, seconds = time_to_target(history, target)
+    described = loss + (f" ({negatives} uniform negatives)" if loss == "sampled" else "")
+    described += ", every prefix" if every_prefix else ""
+    described += ", bf16" if mixed_precision else ""
     return {
-        "backend": backend, "model": model_name, "loss": loss + (f" ({negatives} uniform negatives)" if loss == "sampled" else ""),
-        "mixed_precision": mixed_precision,
+        "backend": backend, "model": model_name, "loss": described,
+        "mixed_precision": mixed_precision, "every_prefix": every_prefix,
+        "train_rows": int(split.num_train_positions if every_prefix else len(split.train_inputs)),
         "train_sequences": int(len(split.train_inputs)), "train_positions": int(split.num_train_positions),
         "first_epoch_seconds": epochs[0], "seconds_per_epoch": steady,
         "sequences_per_second": len(split.train_inputs) / steady,
@@ -150,13 +167,14 @@ def format_table(rows):
             f"| {name} | {row['backend']} | {row['model']} | {row['loss']} | {row['seconds_per_epoch']:.1f} | "
             f"{row['sequences_per_second']:.0f} | {reach} | {row['eval_all_users_seconds']:.1f} | {row['peak_rss_gb']:.2f} |"
         )
-    ours = rows.get("tf-sasrec-full")
     peer = rows.get("recbole-sasrec")
-    if ours and peer and ours["time_to_target_seconds"] and peer["time_to_target_seconds"]:
-        lines.append(
-            f"\nTime to validation NDCG@10 ≥ {ours['target']}: RecBole SASRec / keras-fame SASRec (TF) = "
-            f"{peer['time_to_target_seconds'] / ours['time_to_target_seconds']:.2f}x"
-        )
+    for name in ("tf-sasrec-full", "tf-sasrec-every-prefix"):
+        ours = rows.get(name)
+        if ours and peer and ours["time_to_target_seconds"] and peer["time_to_target_seconds"]:
+            lines.append(
+                f"\nTime to validation NDCG@10 ≥ {ours['target']}: RecBole SASRec / keras-fame {name} = "
+                f"{peer['time_to_target_seconds'] / ours['time_to_target_seconds']:.2f}x"
+            )
     return "\n".join(lines)
 
 
@@ -170,7 +188,7 @@ def load_rows():
     return rows
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
@@ -181,6 +199,7 @@ def main(argv=None):
     one.add_argument("--model", choices=("sasrec", "fame"), required=True)
     one.add_argument("--loss", choices=("full", "sampled"), default="full")
     one.add_argument("--mixed-precision", action="store_true")
+    one.add_argument("--every-prefix", action="store_true")
     one.add_argument("--out")
     for p in (run, one):
         p.add_argument("--target", type=float, default=0.06, help="validation NDCG@10 to reach")
@@ -188,11 +207,15 @@ def main(argv=None):
         p.add_argument("--data-dir")
     table = sub.add_parser("table")
     table.add_argument("--target", type=float, help="recompute time to target from the stored histories")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     if args.command == "one":
         row = run_one(args.backend, args.model, args.loss, args.target, args.max_epochs, args.data_dir,
-                      mixed_precision=args.mixed_precision)
+                      mixed_precision=args.mixed_precision, every_prefix=args.every_prefix)
         text = json.dumps(row, indent=2)
         if args.out:
             with open(args.out + ".tmp", "w") as f:
@@ -207,13 +230,13 @@ def main(argv=None):
             if os.path.isfile(path) and not args.force:
                 print(f"skip {name}: {path} exists", flush=True)
                 continue
-            backend, model, loss = ROWS[name]
+            backend, model, loss, options = ROWS[name]
             if backend == "torch":
                 command = [sys.executable, os.path.join(ROOT, "benchmarks", "recbole_peer.py"), "run",
                            "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", path]
             else:
                 command = [sys.executable, __file__, "one", "--backend", backend, "--model", model, "--loss", loss,
-                           "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", path]
+                           "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", path, *options]
             if args.data_dir:
                 command += ["--data-dir", args.data_dir]
             print(f"row {name}: {' '.join(command[1:])}", flush=True)

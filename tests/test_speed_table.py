@@ -45,6 +45,35 @@ def test_time_to_target_and_the_table():
     assert "not in 3 epochs (best 0.0300)" in text
     assert "RecBole SASRec / keras-fame" not in text  # no ratio without both times
     text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": {**peer, "time_to_target_seconds": 110.0}})
-    assert "= 2.00x" in text
+    assert "RecBole SASRec / keras-fame tf-sasrec-full = 2.00x" in text
     lower = table.retarget({"tf-sasrec-full": row}, 0.03)["tf-sasrec-full"]
     assert (lower["target_epoch"], lower["time_to_target_seconds"], lower["target"]) == (1, 30.0, 0.03)
+
+
+def test_every_row_is_a_command_the_row_runner_accepts():
+    table = _load("speed_table")
+    parser = table.build_parser()
+    for name, (backend, model, loss, options) in table.ROWS.items():
+        if backend == "torch":
+            continue
+        args = parser.parse_args(["one", "--backend", backend, "--model", model, "--loss", loss, *options])
+        assert (args.every_prefix, args.mixed_precision) == ("--every-prefix" in options, "--mixed-precision" in options)
+    assert {"tf-sasrec-every-prefix", "tf-fame-full-bf16"} <= set(table.ROWS)
+
+
+def test_a_row_runs_end_to_end_on_small_data(tmp_path):
+    import keras
+
+    from keras_fame.data import write_sequences
+    from keras_fame.data.synthetic import planted_facets
+
+    table = _load("speed_table")
+    data, _ = planted_facets(num_users=120, max_length=12, seed=1)
+    (tmp_path / "toys").mkdir()
+    write_sequences(str(tmp_path / "toys" / "Toys_and_Games.txt"), data)
+    row = table.run_one(keras.backend.backend(), "sasrec", "full", target=1.0, max_epochs=2,
+                        data_dir=str(tmp_path), every_prefix=True, mixed_precision=True)
+    assert row["loss"] == "full, every prefix, bf16"
+    assert row["train_rows"] == row["train_positions"] > row["train_sequences"] == 120
+    assert [entry["epoch"] for entry in row["history"]] == [1, 2]
+    assert row["target_epoch"] is None and row["seconds_per_epoch"] > 0
