@@ -70,6 +70,32 @@ def run_key(dataset, flags, seed):
     return f"{dataset}-seed{seed}-{digest}"
 
 
+def reuse_sasrec_only_run(dataset, flags, seed, out_dir):
+    """Starts `out_dir` from the finished `--sasrec-only` run of the same flags and seed, if there is one.
+
+    The pipeline's configuration (and so its resume check) does not include
+    `--sasrec-only`, so a folder holding that run's `results.json` and
+    `sasrec.keras` continues with the FAME stage ("SASRec: finished
+    before"), exactly as a full run of these flags would after its SASRec
+    stage. Returns the donor folder, or None (nothing copied).
+    """
+    if "--sasrec-only" in flags or os.path.exists(os.path.join(out_dir, "results.json")):
+        return None
+    donor = os.path.join(RUNS, run_key(dataset, [*flags, "--sasrec-only"], seed))
+    try:
+        with open(os.path.join(donor, "results.json")) as f:
+            finished = "test" in json.load(f).get("sasrec", {})
+    except (OSError, ValueError):
+        return None
+    if not finished or not os.path.isfile(os.path.join(donor, "sasrec.keras")):
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    for name in ("results.json", "sasrec.keras", "text_table.npy", "train.log"):
+        if os.path.isfile(os.path.join(donor, name)):
+            shutil.copy(os.path.join(donor, name), os.path.join(out_dir, name))
+    return donor
+
+
 def run_one(dataset, name, flags, seed, dry_run=False):
     key = run_key(dataset, flags, seed)
     result_path = os.path.join(RESULTS, f"{key}.json")
@@ -77,6 +103,10 @@ def run_one(dataset, name, flags, seed, dry_run=False):
         print(f"skip {name} seed {seed}: {result_path} exists", flush=True)
         return result_path
     out_dir = os.path.join(RUNS, key)
+    if not dry_run:
+        donor = reuse_sasrec_only_run(dataset, flags, seed, out_dir)
+        if donor:
+            print(f"  {name} seed {seed}: SASRec stage taken from the finished --sasrec-only run {donor}", flush=True)
     command = [
         sys.executable, os.path.join(ROOT, "examples", f"train_{dataset}.py"),
         "--seed", str(seed), "--output-dir", out_dir, "--verbose", "2", *flags,
