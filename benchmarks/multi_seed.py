@@ -50,6 +50,9 @@ PLANS = {
         **{f"{start}_recipe": ["--text-init", start, *RECIPE] for start in ("pca", "none", "facet")},
         # The backbone alone (random start), SASRec stage only: does the text start still add on top?
         "none_recipe_sasrec": ["--text-init", "none", *RECIPE, "--sasrec-only"],
+        # The text table frozen (plus a learned per-item ID offset) under the recipe, which trains the
+        # trainable start back to where a random start ends (session 8, Toys seed 0).
+        "pca_frozen_recipe": ["--text-init", "pca", "--text-frozen", *RECIPE],
         # The paper picks d from {64, 128} per model (§5.4): the PCA start and the recipe at d = 128
         # (FFN width 4d = 512; the later flag wins).
         "pca_recipe_d128": ["--text-init", "pca", *RECIPE, "--hidden-dim", "128", "--intermediate-dim", "512"],
