@@ -10,8 +10,11 @@ copied to `results/multi_seed/<key>.json`, where `<key>` is derived from the
 dataset, the flags and the seed. A rerun skips every key whose result file
 exists, so a long sweep can be stopped (or killed) and continued, in another
 session if need be; the run that was interrupted continues from its last
-finished epoch (the pipeline checkpoints every epoch in its output folder). `summary` prints mean ± std (and each seed) of the test
-metrics for SASRec and FAME of every configuration, both protocols.
+finished epoch (the pipeline checkpoints every epoch in its output folder).
+A full run whose `--sasrec-only` twin (same flags and seed) has finished
+starts from that twin's SASRec instead of training it again.
+`summary` prints mean ± std (and each seed) of the test metrics for SASRec
+and FAME of every configuration, both protocols.
 """
 
 import argparse
