@@ -59,7 +59,17 @@ def write_atomic_file(sequence_file, folder, name="toys"):
 
 
 def _train(sequence_file, target, max_epochs, out, seed=0):
-    """Runs inside `.venv-recbole`."""
+    """Runs inside `.venv-recbole`, in a temporary folder that is removed afterwards, even on failure."""
+    folder = tempfile.mkdtemp(prefix="recbole-")
+    os.chdir(folder)  # RecBole writes its log/ and log_tensorboard/ folders into the working directory
+    try:
+        _train_in(folder, sequence_file, target, max_epochs, out, seed)
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _train_in(folder, sequence_file, target, max_epochs, out, seed):
     import platform
 
     import torch
@@ -68,9 +78,7 @@ def _train(sequence_file, target, max_epochs, out, seed=0):
     from recbole.utils import get_model, get_trainer, init_seed
 
     torch.set_num_threads(os.cpu_count())
-    folder = tempfile.mkdtemp(prefix="recbole-")
     write_atomic_file(sequence_file, folder)
-    os.chdir(folder)  # RecBole writes its log/ and log_tensorboard/ folders into the working directory
     config = Config(model="SASRec", dataset="toys", config_dict={
         "data_path": folder, "checkpoint_dir": os.path.join(folder, "saved"), "use_gpu": False, "state": "WARNING",
         "show_progress": False, "seed": seed, "reproducibility": True, "worker": 0,
@@ -137,8 +145,6 @@ def _train(sequence_file, target, max_epochs, out, seed=0):
         json.dump(row, f, indent=2)
     os.replace(out + ".tmp", out)
     print(json.dumps({k: v for k, v in row.items() if k != "history"}, indent=2))
-    os.chdir(ROOT)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv=None):
@@ -174,9 +180,8 @@ def main(argv=None):
     if sequence_file is None:
         print("Toys_and_Games.txt not found (--data-dir or FAME_DATA_DIR)", file=sys.stderr)
         return 2
-    return subprocess.call([python, os.path.abspath(__file__), "_train", "--sequence-file", os.path.abspath(sequence_file),
-                            "--target", str(args.target), "--max-epochs", str(args.max_epochs),
-                            "--out", os.path.abspath(args.out)])
+    return subprocess.call([python, os.path.abspath(__file__), "_train", "--sequence-file", sequence_file,
+                            "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", args.out])
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 import keras
@@ -18,6 +19,20 @@ def real_data_file(dataset):
     if path is None:
         pytest.skip(f"real {dataset} data not found: set FAME_DATA_DIR or place ../shared/data beside the checkout")
     return path
+
+
+@pytest.fixture
+def load_script():
+    """Imports a script of the checkout (e.g. `"benchmarks/multi_seed.py"`) as a module, by its path."""
+
+    def load(relative_path):
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), relative_path)
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -66,17 +66,11 @@ def test_run_pipeline_rejects_unknown_settings(tmp_path):
         run_pipeline(str(tmp_path / "none.txt"), "toys", str(tmp_path / "out"), num_head=3)
 
 
-def test_the_recipe_preset_equals_the_flags_the_multi_seed_runs_measured(monkeypatch, tmp_path):
+def test_the_recipe_preset_equals_the_flags_the_multi_seed_runs_measured(load_script, monkeypatch, tmp_path):
     """`--recipe bsarec` (what `make train` runs) must stay the flag list behind the stored recipe runs."""
-    import importlib.util
-
     from keras_fame.experiments import cli
 
-    spec = importlib.util.spec_from_file_location(
-        "multi_seed", os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "multi_seed.py")
-    )
-    multi_seed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(multi_seed)
+    multi_seed = load_script("benchmarks/multi_seed.py")
     seen = []
     monkeypatch.setattr("keras_fame.experiments.pipeline.run_pipeline", lambda *a, **k: seen.append(a[3]))
     seq = tmp_path / "seq.txt"

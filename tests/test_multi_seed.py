@@ -1,6 +1,5 @@
 """The multi-seed runner: stored runs are skipped, a full run reuses its finished --sasrec-only twin."""
 
-import importlib.util
 import json
 import os
 
@@ -10,17 +9,15 @@ from keras_fame.data.synthetic import planted_facets
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _runner(monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location("multi_seed", os.path.join(ROOT, "benchmarks", "multi_seed.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _runner(load_script, monkeypatch, tmp_path):
+    module = load_script("benchmarks/multi_seed.py")
     monkeypatch.setattr(module, "RUNS", str(tmp_path / "runs"))
     monkeypatch.setattr(module, "RESULTS", str(tmp_path / "results"))
     return module
 
 
-def test_a_full_run_continues_from_its_finished_sasrec_only_twin(monkeypatch, tmp_path):
-    runner = _runner(monkeypatch, tmp_path)
+def test_a_full_run_continues_from_its_finished_sasrec_only_twin(load_script, monkeypatch, tmp_path):
+    runner = _runner(load_script, monkeypatch, tmp_path)
     monkeypatch.setenv("PYTHONPATH", ROOT)
     data, _ = planted_facets(num_users=80, max_length=10, seed=1)
     (tmp_path / "data" / "toys").mkdir(parents=True)

@@ -1,22 +1,10 @@
 """The benchmark table's pieces that need no timing: the peer's data file, time to target, the table."""
 
-import importlib.util
-import os
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_recbole_atomic_file_keeps_each_users_order(tmp_path):
-    peer = _load("recbole_peer")
+def test_the_recbole_atomic_file_keeps_each_users_order(tmp_path, load_script):
+    peer = load_script("benchmarks/recbole_peer.py")
     source = tmp_path / "seqs.txt"
     source.write_text("1 5 3 9\n2 3 3\n")
     assert peer.write_atomic_file(str(source), str(tmp_path / "out")) == (2, 3, 5)
@@ -28,8 +16,8 @@ def test_the_recbole_atomic_file_keeps_each_users_order(tmp_path):
         peer.write_atomic_file(str(tmp_path / "bad.txt"), str(tmp_path / "out2"))
 
 
-def test_time_to_target_and_the_table():
-    table = _load("speed_table")
+def test_time_to_target_and_the_table(load_script):
+    table = load_script("benchmarks/speed_table.py")
     history = [{"epoch": 1, "seconds": 30.0, "ndcg@10": 0.04}, {"epoch": 2, "seconds": 55.0, "ndcg@10": 0.061},
                {"epoch": 3, "seconds": 80.0, "ndcg@10": 0.07}]
     assert table.time_to_target(history, 0.06) == (2, 55.0)
@@ -50,8 +38,8 @@ def test_time_to_target_and_the_table():
     assert (lower["target_epoch"], lower["time_to_target_seconds"], lower["target"]) == (1, 30.0, 0.03)
 
 
-def test_every_row_is_a_command_the_row_runner_accepts():
-    table = _load("speed_table")
+def test_every_row_is_a_command_the_row_runner_accepts(load_script):
+    table = load_script("benchmarks/speed_table.py")
     parser = table.build_parser()
     for name, (backend, model, loss, options) in table.ROWS.items():
         if backend == "torch":
@@ -61,13 +49,13 @@ def test_every_row_is_a_command_the_row_runner_accepts():
     assert {"tf-sasrec-every-prefix", "tf-fame-full-bf16"} <= set(table.ROWS)
 
 
-def test_a_row_runs_end_to_end_on_small_data(tmp_path):
+def test_a_row_runs_end_to_end_on_small_data(tmp_path, load_script):
     import keras
 
     from keras_fame.data import write_sequences
     from keras_fame.data.synthetic import planted_facets
 
-    table = _load("speed_table")
+    table = load_script("benchmarks/speed_table.py")
     data, _ = planted_facets(num_users=120, max_length=12, seed=1)
     (tmp_path / "toys").mkdir()
     write_sequences(str(tmp_path / "toys" / "Toys_and_Games.txt"), data)

