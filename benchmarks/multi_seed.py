@@ -14,7 +14,10 @@ finished epoch (the pipeline checkpoints every epoch in its output folder).
 A full run whose `--sasrec-only` twin (same flags and seed) has finished
 starts from that twin's SASRec instead of training it again.
 `summary` prints mean ± std (and each seed) of the test metrics for SASRec
-and FAME of every configuration, both protocols.
+and FAME of every configuration, both protocols; `compare` says how far one
+configuration is above another (in std, Welch's and a paired t-test):
+
+    python benchmarks/multi_seed.py compare --plan backbone_recipe --pair pca_recipe facet_recipe
 """
 
 import argparse
@@ -155,6 +158,102 @@ def load_results():
     return rows
 
 
+EARLIER_LABEL = "random (sessions 1-3)"
+
+
+def collect(configurations, results=None):
+    """Groups finished runs: (dataset, configuration, model) -> [(seed, test metrics, result)].
+
+    The random-start runs of sessions 1-3 (`EARLIER_RANDOM_START`, another
+    machine, same code path and defaults) are their own group, except when the
+    plans include the `random` configuration (the same flags): then they join
+    it (a seed run in both places counts once: the newer run).
+    A `--sasrec-only` run whose full twin (same flags and seed) has finished is
+    left out: the twin's SASRec is the same run.
+    """
+    results = load_results() if results is None else results
+    finished = {r["multi_seed"]["key"] for r in results if "multi_seed" in r}
+    groups = {}
+    for r in results:
+        info = r.get("multi_seed", {})
+        if configurations.get(info.get("plan_configuration")) != info.get("flags"):
+            continue
+        flags = info["flags"]
+        if "--sasrec-only" in flags:
+            twin = run_key(r["dataset"], [f for f in flags if f != "--sasrec-only"], info["seed"])
+            if twin in finished:
+                continue
+        for model in ("sasrec", "fame"):
+            if "test" in r.get(model, {}):
+                key = (r["dataset"], info["plan_configuration"], model)
+                groups.setdefault(key, []).append((info["seed"], r[model]["test"], r))
+    for dataset, names in EARLIER_RANDOM_START.items():
+        for name in names:
+            with open(os.path.join(ROOT, "results", "runs", f"{name}.json")) as f:
+                r = json.load(f)
+            for model in ("sasrec", "fame"):
+                label = "random" if configurations.get("random") == ["--text-init", "none"] else EARLIER_LABEL
+                runs = groups.setdefault((dataset, label, model), [])
+                if r["config"]["seed"] not in {run[0] for run in runs}:
+                    runs.append((r["config"]["seed"], r[model]["test"], r))
+    return groups
+
+
+def compare(a, b):
+    """How far configuration `b` is from `a`: two lists of (seed, value) of one metric.
+
+    Returns the means and sample std of each, the difference of means, that
+    difference in units of the larger of the two std (the issue's "more than 2
+    std"), Welch's t-test over the two groups and, over the seeds both have,
+    the paired differences and a paired t-test (same seed: same split, same
+    batch order, same initial draws, so the pairing removes part of the noise).
+    """
+    from scipy import stats  # locked with jax; the library never imports it
+
+    va = np.array([v for _, v in sorted(a)], dtype=float)
+    vb = np.array([v for _, v in sorted(b)], dtype=float)
+    out = {"n_a": len(va), "n_b": len(vb), "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
+           "diff": float(vb.mean() - va.mean())}
+    out["std_a"] = float(va.std(ddof=1)) if len(va) > 1 else float("nan")
+    out["std_b"] = float(vb.std(ddof=1)) if len(vb) > 1 else float("nan")
+    spread = np.nanmax([out["std_a"], out["std_b"]]) if len(va) > 1 or len(vb) > 1 else float("nan")
+    out["diff_in_std"] = float(out["diff"] / spread) if spread and np.isfinite(spread) and spread > 0 else float("nan")
+    out["welch_p"] = (float(stats.ttest_ind(vb, va, equal_var=False).pvalue)
+                      if len(va) > 1 and len(vb) > 1 else float("nan"))
+    common = sorted(set(s for s, _ in a) & set(s for s, _ in b))
+    diffs = np.array([dict(b)[s] - dict(a)[s] for s in common], dtype=float)
+    out["paired_seeds"] = common
+    out["paired_diffs"] = [float(d) for d in diffs]
+    out["paired_p"] = float(stats.ttest_rel([dict(b)[s] for s in common], [dict(a)[s] for s in common]).pvalue) \
+        if len(common) > 1 and np.ptp(diffs) > 0 else float("nan")
+    return out
+
+
+def compare_table(plans, pairs, datasets=None, models=("sasrec", "fame"), metric="ndcg@10", protocol="exclude_history"):
+    """Markdown: for each (dataset, model, A vs B) the comparison of `compare` on one metric."""
+    plans = [plans] if isinstance(plans, str) else list(plans)
+    configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
+    groups = collect(configurations)
+    lines = [f"\n### {metric}, {protocol}: B - A\n",
+             "| dataset | model | A | B | seeds A / B | mean A | mean B | B - A | in std | Welch p | paired B - A (seeds) | paired p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    names = sorted({d for d, _, _ in groups}) if datasets is None else datasets
+    for dataset in names:
+        for model in models:
+            for a, b in pairs:
+                ga, gb = groups.get((dataset, a, model)), groups.get((dataset, b, model))
+                if not ga or not gb:
+                    continue
+                c = compare([(s, t[protocol][metric]) for s, t, _ in ga], [(s, t[protocol][metric]) for s, t, _ in gb])
+                paired = ", ".join(f"{d:+.4f}" for d in c["paired_diffs"])
+                label = "SASRec" if model == "sasrec" else "FAME"
+                lines.append(
+                    f"| {dataset} | {label} | {a} | {b} | {c['n_a']} / {c['n_b']} | {c['mean_a']:.4f} | {c['mean_b']:.4f} "
+                    f"| {c['diff']:+.4f} | {c['diff_in_std']:.1f} | {c['welch_p']:.3f} | {paired} ({','.join(map(str, c['paired_seeds']))}) "
+                    f"| {c['paired_p']:.3f} |")
+    return "\n".join(lines)
+
+
 def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=("exclude_history", "all_items")):
     """Markdown tables: mean ± std (n) and each seed, per dataset, configuration, model, protocol.
 
@@ -162,27 +261,12 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
     """
     plans = [plan] if isinstance(plan, str) else list(plan)
     configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
-    groups = {}
-    for dataset, names in EARLIER_RANDOM_START.items():
-        for name in names:
-            with open(os.path.join(ROOT, "results", "runs", f"{name}.json")) as f:
-                r = json.load(f)
-            for model in ("sasrec", "fame"):
-                key = (dataset, "random (sessions 1-3)", model)
-                groups.setdefault(key, []).append((r["config"]["seed"], r[model]["test"], r))
-    for r in load_results():
-        info = r.get("multi_seed", {})
-        if configurations.get(info.get("plan_configuration")) != info.get("flags"):
-            continue
-        for model in ("sasrec", "fame"):
-            if "test" in r.get(model, {}):
-                key = (r["dataset"], info["plan_configuration"], model)
-                groups.setdefault(key, []).append((info["seed"], r[model]["test"], r))
+    groups = collect(configurations)
     lines = []
     for protocol in protocols:
         lines += [f"\n### Test, {protocol}\n", "| dataset | start | model | seeds | " + " | ".join(metrics) + " |",
                   "|---|---|---|---|" + "---|" * len(metrics)]
-        order = ["random (sessions 1-3)", *configurations]
+        order = [EARLIER_LABEL, *[c for c in configurations if c != EARLIER_LABEL]]
         for (dataset, config, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]), kv[0][2] != "sasrec")):
             runs = sorted(runs, key=lambda run: run[0])
             cells = []
@@ -211,10 +295,23 @@ def main(argv=None):
     run.add_argument("--dry-run", action="store_true")
     summary = sub.add_parser("summary", help="mean ± std tables of the finished runs")
     summary.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
+    versus = sub.add_parser("compare", help="is B above A? difference, in std, Welch and paired t-tests")
+    versus.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
+    versus.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"))
+    versus.add_argument("--dataset", action="append", choices=("toys", "beauty"))
+    versus.add_argument("--metric", default="ndcg@10")
+    versus.add_argument("--protocol", default="exclude_history", choices=("exclude_history", "all_items"))
     args = parser.parse_args(argv)
 
     if args.command == "summary":
         print(summarize(args.plan))
+        return 0
+    if args.command == "compare":
+        known = {name for p in args.plan for name in PLANS[p]} | {EARLIER_LABEL}
+        unknown = [name for pair in args.pair for name in pair if name not in known]
+        if unknown:
+            parser.error(f"unknown configurations {unknown}; the plans have {sorted(known)}")
+        print(compare_table(args.plan, args.pair, args.dataset, metric=args.metric, protocol=args.protocol))
         return 0
     configs = args.configs or list(PLANS[args.plan])
     unknown = [c for c in configs if c not in PLANS[args.plan]]

@@ -37,3 +37,47 @@ def test_a_full_run_continues_from_its_finished_sasrec_only_twin(load_script, mo
     assert "SASRec: finished before" in log
     assert runner.run_one("toys", "a", flags, 0) is not None  # stored: skipped, not rerun
     assert runner.reuse_sasrec_only_run("toys", [*flags, "--sasrec-only"], 0, str(tmp_path / "x")) is None
+
+
+def test_compare_gives_the_difference_in_std_and_a_paired_t_test(load_script):
+    runner = load_script("benchmarks/multi_seed.py")
+    a = [(2, 3.0), (0, 1.0), (1, 2.0)]
+    b = [(0, 2.0), (1, 3.5), (2, 3.5), (3, 9.0)]
+    c = runner.compare(a, b[:3])
+    assert (c["mean_a"], c["mean_b"], c["diff"]) == (2.0, 3.0, 1.0)
+    assert abs(c["std_a"] - 1.0) < 1e-12 and abs(c["std_b"] - 0.75 ** 0.5) < 1e-12
+    assert abs(c["diff_in_std"] - 1.0) < 1e-12  # in units of the larger std
+    assert c["paired_seeds"] == [0, 1, 2] and c["paired_diffs"] == [1.0, 1.5, 0.5]
+    # Paired t = mean / (sd / sqrt(n)) = 1 / (0.5 / sqrt(3)); Student t with 2 degrees of freedom has
+    # the closed-form CDF 1/2 + t / (2 sqrt(2 + t^2)).
+    t = 3 ** 0.5 / 0.5
+    assert abs(c["paired_p"] - 2 * (0.5 - t / (2 * (2 + t * t) ** 0.5))) < 1e-9
+    assert 0 < c["welch_p"] < 1
+    # Seeds only one side has are in the means, not in the pairs.
+    c = runner.compare(a, b)
+    assert c["n_b"] == 4 and c["paired_seeds"] == [0, 1, 2] and c["mean_b"] == 4.5
+    # One seed: no std, no test, but still the difference.
+    c = runner.compare(a, [(0, 2.5)])
+    assert c["diff"] == 0.5 and c["diff_in_std"] == 0.5 and c["welch_p"] != c["welch_p"]
+
+
+def test_a_sasrec_only_run_is_not_counted_beside_its_finished_twin(load_script, monkeypatch):
+    runner = load_script("benchmarks/multi_seed.py")
+    monkeypatch.setattr(runner, "EARLIER_RANDOM_START", {})
+    full_flags, only_flags = ["--x"], ["--x", "--sasrec-only"]
+    metrics = {"exclude_history": {"ndcg@10": 0.5}}
+
+    def result(flags, seed, name, fame=True):
+        r = {"dataset": "toys", "sasrec": {"test": metrics},
+             "multi_seed": {"plan_configuration": name, "flags": flags, "seed": seed,
+                            "key": runner.run_key("toys", flags, seed)}}
+        if fame:
+            r["fame"] = {"test": metrics}
+        return r
+
+    results = [result(only_flags, 0, "x_sasrec", fame=False), result(only_flags, 1, "x_sasrec", fame=False),
+               result(full_flags, 0, "x")]
+    groups = runner.collect({"x": full_flags, "x_sasrec": only_flags}, results)
+    assert [s for s, _, _ in groups[("toys", "x_sasrec", "sasrec")]] == [1]  # seed 0 is the full run's
+    assert [s for s, _, _ in groups[("toys", "x", "sasrec")]] == [0]
+    assert ("toys", "x_sasrec", "fame") not in groups
