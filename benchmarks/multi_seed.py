@@ -18,12 +18,16 @@ and FAME of every configuration, both protocols; `compare` says how far one
 configuration is above another (in std, Welch's and a paired t-test):
 
     python benchmarks/multi_seed.py compare --plan backbone_recipe --pair pca_recipe facet_recipe
+
+`summary --epochs [--target 0.075]` adds how long each run trained (best and
+last epoch, first epoch reaching a validation NDCG@10): the time-to-quality view.
 """
 
 import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -283,6 +287,72 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
     return "\n".join(lines)
 
 
+_EPOCH_LINE = re.compile(r"^Epoch (\d+): (val_.*)\(exclude_history")
+_METRIC = re.compile(r"val_(\w+@\d+)=([0-9.]+)")
+
+
+def validation_history(result, model):
+    """Per-epoch validation metrics (exclude_history) of one stage of a stored run.
+
+    From `results.json` where it holds them (runs since session 8); else read
+    back from the run's log (`results/multi_seed/<key>.log`): the epoch lines
+    after the stage's header ("== SASRec" / "== FAME"), the last line of an
+    epoch winning (a resumed run repeats the epoch it was killed in).
+    """
+    history = result.get(model, {}).get("training", {}).get("validation_history")
+    if history:
+        return history
+    key = result.get("multi_seed", {}).get("key")
+    path = os.path.join(RESULTS, f"{key}.log")
+    if not key or not os.path.isfile(path):
+        return []
+    epochs, stage = {}, None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("== SASRec"):
+                stage = "sasrec"
+            elif line.startswith("== FAME"):
+                stage = "fame"
+            match = _EPOCH_LINE.match(line)
+            if match and stage == model:
+                epochs[int(match.group(1))] = {m: float(v) for m, v in _METRIC.findall(match.group(2))}
+    return [{"epoch": e, **epochs[e]} for e in sorted(epochs)]
+
+
+def training_table(plans, target=None, metric="ndcg@10"):
+    """Markdown: how long each configuration trains: best and last epoch per seed, and (with
+    `target`) the first epoch whose validation `metric` reaches it — the time-to-quality view.
+
+    The epochs of the SASRec stage and the FAME stage are counted apart (the FAME
+    stage starts from the finished SASRec).
+    """
+    plans = [plans] if isinstance(plans, str) else list(plans)
+    configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
+    groups = collect(configurations)
+    head = "| dataset | start | model | seeds | best epoch | epochs run |"
+    rule = "|---|---|---|---|---|---|"
+    if target is not None:
+        head += f" first epoch with validation {metric} >= {target} |"
+        rule += "---|"
+    lines = ["\n### Training length (validation, exclude_history)\n", head, rule]
+    order = [EARLIER_LABEL, *[c for c in configurations if c != EARLIER_LABEL]]
+    for (dataset, config, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]), kv[0][2] != "sasrec")):
+        runs = sorted(runs, key=lambda run: run[0])
+        trainings = [run[2].get(model, {}).get("training", {}) for run in runs]
+        cells = [", ".join(str(t.get(field, "?")) for t in trainings) for field in ("best_epoch", "epochs_run")]
+        if target is not None:
+            reached = []
+            for run in runs:
+                history = validation_history(run[2], model)
+                first = [h["epoch"] for h in history if h.get(metric, 0.0) >= target]
+                reached.append(str(first[0]) if first else ("never" if history else "?"))
+            cells.append(", ".join(reached))
+        label = "SASRec" if model == "sasrec" else "FAME"
+        seeds = ",".join(str(run[0]) for run in runs)
+        lines.append(f"| {dataset} | {config} | {label} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +365,8 @@ def main(argv=None):
     run.add_argument("--dry-run", action="store_true")
     summary = sub.add_parser("summary", help="mean ± std tables of the finished runs")
     summary.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
+    summary.add_argument("--epochs", action="store_true", help="also how long each run trained")
+    summary.add_argument("--target", type=float, help="with --epochs: the first epoch reaching this validation NDCG@10")
     versus = sub.add_parser("compare", help="is B above A? difference, in std, Welch and paired t-tests")
     versus.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
     versus.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"))
@@ -305,6 +377,8 @@ def main(argv=None):
 
     if args.command == "summary":
         print(summarize(args.plan))
+        if args.epochs:
+            print(training_table(args.plan, args.target))
         return 0
     if args.command == "compare":
         known = {name for p in args.plan for name in PLANS[p]} | {EARLIER_LABEL}

@@ -81,3 +81,20 @@ def test_a_sasrec_only_run_is_not_counted_beside_its_finished_twin(load_script, 
     assert [s for s, _, _ in groups[("toys", "x_sasrec", "sasrec")]] == [1]  # seed 0 is the full run's
     assert [s for s, _, _ in groups[("toys", "x", "sasrec")]] == [0]
     assert ("toys", "x_sasrec", "fame") not in groups
+
+
+def test_validation_history_is_read_back_from_the_log_of_an_older_run(load_script, monkeypatch, tmp_path):
+    runner = load_script("benchmarks/multi_seed.py")
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path))
+    line = "Epoch {}: val_hr@10={:.4f}  val_ndcg@10={:.4f}  (exclude_history, 4.0s)\n"
+    (tmp_path / "k.log").write_text(
+        "== SASRec on toys: 3 users, 5 items ==\n" + line.format(1, 0.1, 0.05) + line.format(2, 0.2, 0.07)
+        + "reading ...\n" + line.format(2, 0.3, 0.08)  # resumed: epoch 2 again, the last one counts
+        + "== FAME (H=2, N=4) fine-tuned from SASRec ==\n" + line.format(1, 0.4, 0.09))
+    old = {"multi_seed": {"key": "k"}, "sasrec": {"training": {}}, "fame": {"training": {}}}
+    assert runner.validation_history(old, "sasrec") == [
+        {"epoch": 1, "hr@10": 0.1, "ndcg@10": 0.05}, {"epoch": 2, "hr@10": 0.3, "ndcg@10": 0.08}]
+    assert runner.validation_history(old, "fame") == [{"epoch": 1, "hr@10": 0.4, "ndcg@10": 0.09}]
+    new = {"multi_seed": {"key": "k"}, "sasrec": {"training": {"validation_history": [{"epoch": 1, "ndcg@10": 0.5}]}}}
+    assert runner.validation_history(new, "sasrec") == [{"epoch": 1, "ndcg@10": 0.5}]  # stored history first
+    assert runner.validation_history({"multi_seed": {"key": "missing"}}, "sasrec") == []
