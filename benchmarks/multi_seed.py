@@ -233,28 +233,44 @@ def compare(a, b):
     return out
 
 
+def _side(name):
+    """`"pca_recipe"` -> ("pca_recipe", None); `"pca_recipe:fame"` -> ("pca_recipe", "fame")."""
+    config, _, model = name.partition(":")
+    if model not in ("", "sasrec", "fame"):
+        raise ValueError(f"{name!r}: the model after ':' is sasrec or fame")
+    return config, model or None
+
+
 def compare_table(plans, pairs, datasets=None, models=("sasrec", "fame"), metric="ndcg@10", protocol="exclude_history"):
-    """Markdown: for each (dataset, model, A vs B) the comparison of `compare` on one metric."""
+    """Markdown: for each (dataset, model, A vs B) the comparison of `compare` on one metric.
+
+    A side may name its model (`"pca_recipe:sasrec"`): then that model is compared
+    (e.g. `pca_recipe:sasrec` vs `pca_recipe:fame`: FAME against its own SASRec, seed by seed).
+    """
     plans = [plans] if isinstance(plans, str) else list(plans)
     configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
     groups = collect(configurations)
     lines = [f"\n### {metric}, {protocol}: B - A\n",
-             "| dataset | model | A | B | seeds A / B | mean A | mean B | B - A | in std | Welch p | paired B - A (seeds) | paired p |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| dataset | A | B | seeds A / B | mean A | mean B | B - A | in std | Welch p | paired B - A (seeds) | paired p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     names = sorted({d for d, _, _ in groups}) if datasets is None else datasets
+    label = {"sasrec": "SASRec", "fame": "FAME"}
     for dataset in names:
-        for model in models:
-            for a, b in pairs:
-                ga, gb = groups.get((dataset, a, model)), groups.get((dataset, b, model))
+        for a, b in pairs:
+            (ca, ma), (cb, mb) = _side(a), _side(b)
+            for model in models:
+                model_a, model_b = ma or model, mb or model
+                if (ma or mb) and model != models[0]:
+                    break  # a side names its model: one row
+                ga, gb = groups.get((dataset, ca, model_a)), groups.get((dataset, cb, model_b))
                 if not ga or not gb:
                     continue
                 c = compare([(s, t[protocol][metric]) for s, t, _ in ga], [(s, t[protocol][metric]) for s, t, _ in gb])
                 paired = ", ".join(f"{d:+.4f}" for d in c["paired_diffs"])
-                label = "SASRec" if model == "sasrec" else "FAME"
                 lines.append(
-                    f"| {dataset} | {label} | {a} | {b} | {c['n_a']} / {c['n_b']} | {c['mean_a']:.4f} | {c['mean_b']:.4f} "
-                    f"| {c['diff']:+.4f} | {c['diff_in_std']:.1f} | {c['welch_p']:.3f} | {paired} ({','.join(map(str, c['paired_seeds']))}) "
-                    f"| {c['paired_p']:.3f} |")
+                    f"| {dataset} | {ca} {label[model_a]} | {cb} {label[model_b]} | {c['n_a']} / {c['n_b']} "
+                    f"| {c['mean_a']:.4f} | {c['mean_b']:.4f} | {c['diff']:+.4f} | {c['diff_in_std']:.1f} "
+                    f"| {c['welch_p']:.3f} | {paired} ({','.join(map(str, c['paired_seeds']))}) | {c['paired_p']:.3f} |")
     return "\n".join(lines)
 
 
@@ -369,7 +385,8 @@ def main(argv=None):
     summary.add_argument("--target", type=float, help="with --epochs: the first epoch reaching this validation NDCG@10")
     versus = sub.add_parser("compare", help="is B above A? difference, in std, Welch and paired t-tests")
     versus.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
-    versus.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"))
+    versus.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"),
+                        help="configurations; CONFIG:sasrec or CONFIG:fame compares those models")
     versus.add_argument("--dataset", action="append", choices=("toys", "beauty"))
     versus.add_argument("--metric", default="ndcg@10")
     versus.add_argument("--protocol", default="exclude_history", choices=("exclude_history", "all_items"))
@@ -382,7 +399,10 @@ def main(argv=None):
         return 0
     if args.command == "compare":
         known = {name for p in args.plan for name in PLANS[p]} | {EARLIER_LABEL}
-        unknown = [name for pair in args.pair for name in pair if name not in known]
+        try:
+            unknown = [name for pair in args.pair for name in pair if _side(name)[0] not in known]
+        except ValueError as error:
+            parser.error(str(error))
         if unknown:
             parser.error(f"unknown configurations {unknown}; the plans have {sorted(known)}")
         print(compare_table(args.plan, args.pair, args.dataset, metric=args.metric, protocol=args.protocol))

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from keras_fame.data import write_sequences
 from keras_fame.data.synthetic import planted_facets
 
@@ -98,3 +100,24 @@ def test_validation_history_is_read_back_from_the_log_of_an_older_run(load_scrip
     new = {"multi_seed": {"key": "k"}, "sasrec": {"training": {"validation_history": [{"epoch": 1, "ndcg@10": 0.5}]}}}
     assert runner.validation_history(new, "sasrec") == [{"epoch": 1, "ndcg@10": 0.5}]  # stored history first
     assert runner.validation_history({"multi_seed": {"key": "missing"}}, "sasrec") == []
+
+
+def test_compare_table_pairs_configurations_or_a_configuration_s_two_models(load_script, monkeypatch):
+    runner = load_script("benchmarks/multi_seed.py")
+    monkeypatch.setitem(runner.PLANS, "t", {"x": ["--x"], "y": ["--y"]})
+
+    def test(v):
+        return {"exclude_history": {"ndcg@10": v}}
+
+    groups = {("toys", "x", "sasrec"): [(0, test(0.10), {}), (1, test(0.20), {})],
+              ("toys", "x", "fame"): [(0, test(0.15), {}), (1, test(0.20), {})],
+              ("toys", "y", "sasrec"): [(0, test(0.30), {}), (1, test(0.40), {})]}
+    monkeypatch.setattr(runner, "collect", lambda configurations: groups)
+    rows = runner.compare_table("t", [("x", "y"), ("x:sasrec", "x:fame")]).splitlines()[5:]
+    assert len(rows) == 2  # x vs y: SASRec only (y has no FAME); x's SASRec vs its FAME
+    assert rows[0].startswith("| toys | x SASRec | y SASRec | 2 / 2 | 0.1500 | 0.3500 | +0.2000 |")
+    assert "+0.2000, +0.2000 (0,1)" in rows[0]
+    assert rows[1].startswith("| toys | x SASRec | x FAME | 2 / 2 | 0.1500 | 0.1750 | +0.0250 |")
+    assert "+0.0500, +0.0000 (0,1)" in rows[1]
+    with pytest.raises(ValueError, match="sasrec or fame"):
+        runner.compare_table("t", [("x:bert", "y")])
