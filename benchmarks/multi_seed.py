@@ -229,7 +229,7 @@ def compare(a, b):
     out["paired_seeds"] = common
     out["paired_diffs"] = [float(d) for d in diffs]
     out["paired_p"] = float(stats.ttest_rel([dict(b)[s] for s in common], [dict(a)[s] for s in common]).pvalue) \
-        if len(common) > 1 and np.ptp(diffs) > 0 else float("nan")
+        if len(common) > 1 and np.ptp(diffs) > 1e-12 else float("nan")
     return out
 
 
