@@ -261,27 +261,52 @@ def case_study(model, evaluation, texts, label_fn, facets, out_dir, title, user=
             heads = " | ".join(f"{e[f'head_{h}']:.3f}" for h in range(len(weights)))
             md.append(f"| {facet} | {e['users']} | {e['chance']:.3f} | {e['overall']:.3f} | {heads} |")
 
-    fig = plt.figure(figsize=(12, 6.5))
-    grid = fig.add_gridspec(2, 2, width_ratios=(3, 1), height_ratios=(1, 1.3))
+    def line(item, mark=" "):
+        # One fixed-width line per item for the figure: id, text, then each facet's label.
+        text = (texts[item] if texts is not None else f"item {item}").replace("\n", " ")
+        text = text if len(text) <= 44 else text[:43] + "~"
+        labels = " | ".join(f"{str(label_fn(f, item))[:18]:<18}" for f in facets)
+        return f"{mark}{item:>6} {text:<44} | {labels}"
+
+    header = f" {'':>6} {'item text':<44} | " + " | ".join(f"{f[:18]:<18}" for f in facets)
+    fig = plt.figure(figsize=(13, 8))
+    grid = fig.add_gridspec(2, 2, width_ratios=(2.1, 1), height_ratios=(1, 1.6), hspace=0.3, wspace=0.15)
     ax = fig.add_subplot(grid[0, 0])
     ax.axis("off")
     ax.set_title(f"History of test user {user} (newest last)", loc="left", fontsize=10)
-    ax.text(0, 1, "\n".join(describe(i)[:110] for i in history), va="top", family="monospace", fontsize=7)
+    ax.text(0, 1, "\n".join([header] + [line(i) for i in history]), va="top", family="monospace", fontsize=7)
     ax = fig.add_subplot(grid[0, 1])
     ax.bar(range(len(weights)), weights, color="tab:blue")
+    ax.axhline(1 / len(weights), color="gray", linestyle=":", linewidth=1)
     ax.set_xticks(range(len(weights)))
     ax.set_xlabel("head")
     ax.set_ylabel("gate weight")
     ax.set_ylim(0, 1)
-    ax.set_title("Gate over heads", fontsize=10)
-    ax = fig.add_subplot(grid[1, :])
+    ax.set_title("Gate over heads (dotted: uniform)", fontsize=10)
+    ax = fig.add_subplot(grid[1, 0])
     ax.axis("off")
-    ax.set_title(f"Each head's top-5 (target {int(targets[user])})", loc="left", fontsize=10)
-    rows = []
+    target = int(targets[user])
+    ax.set_title(f"Each head's top-5 and FAME's top-5 (> target {target})", loc="left", fontsize=10)
+    rows = [header]
     for h in range(len(weights)):
         rows.append(f"head {h} (gate {weights[h]:.2f})")
-        rows += ["  " + describe(int(i))[:110] for i in out["head_item_ids"][0, h]]
+        rows += [line(int(i), ">" if int(i) == target else " ") for i in out["head_item_ids"][0, h]]
+    rows.append("FAME (gated)")
+    rows += [line(int(i), ">" if int(i) == target else " ") for i in out["item_ids"][0]]
     ax.text(0, 1, "\n".join(rows), va="top", family="monospace", fontsize=6.5)
+    # Facet alignment over all test users: does head h's top-10 share facet f with the last item?
+    ax = fig.add_subplot(grid[1, 1])
+    shown = [f for f in facets if alignment[f]["users"]]
+    bars = ["chance", "overall"] + [f"head_{h}" for h in range(len(weights))]
+    width = 0.8 / len(bars)
+    for b, name in enumerate(bars):
+        ax.bar([i + b * width for i in range(len(shown))], [alignment[f][name] for f in shown], width,
+               label="FAME top-10" if name == "overall" else name.replace("_", " "))
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(shown))])
+    ax.set_xticklabels(shown, fontsize=8)
+    ax.set_ylabel("share of top-10 with the last item's label")
+    ax.set_title("Facet alignment, all test users", fontsize=10)
+    ax.legend(fontsize=7)
     fig.suptitle(f"{title}: Fig. 7, case study")
     png = os.path.join(out_dir, "fig7_case_study.png")
     fig.savefig(png, dpi=120)
