@@ -163,6 +163,19 @@ def load_results():
 
 
 EARLIER_LABEL = "random (sessions 1-3)"
+MODEL_LABEL = {"sasrec": "SASRec", "fame": "FAME"}
+
+
+def plan_configurations(plans):
+    """A plan name or a list of them -> {configuration: flags}, their configurations side by side."""
+    plans = [plans] if isinstance(plans, str) else list(plans)
+    return {name: flags for p in plans for name, flags in PLANS[p].items()}
+
+
+def in_table_order(groups, configurations):
+    """`collect`'s groups as table rows: by dataset, then plan order (earlier runs first), SASRec before FAME."""
+    order = [EARLIER_LABEL, *[c for c in configurations if c != EARLIER_LABEL]]
+    return sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]), kv[0][2] != "sasrec"))
 
 
 def collect(configurations, results=None):
@@ -191,12 +204,12 @@ def collect(configurations, results=None):
             if "test" in r.get(model, {}):
                 key = (r["dataset"], info["plan_configuration"], model)
                 groups.setdefault(key, []).append((info["seed"], r[model]["test"], r))
+    label = "random" if configurations.get("random") == ["--text-init", "none"] else EARLIER_LABEL
     for dataset, names in EARLIER_RANDOM_START.items():
         for name in names:
             with open(os.path.join(ROOT, "results", "runs", f"{name}.json")) as f:
                 r = json.load(f)
             for model in ("sasrec", "fame"):
-                label = "random" if configurations.get("random") == ["--text-init", "none"] else EARLIER_LABEL
                 runs = groups.setdefault((dataset, label, model), [])
                 if r["config"]["seed"] not in {run[0] for run in runs}:
                     runs.append((r["config"]["seed"], r[model]["test"], r))
@@ -220,16 +233,18 @@ def compare(a, b):
            "diff": float(vb.mean() - va.mean())}
     out["std_a"] = float(va.std(ddof=1)) if len(va) > 1 else float("nan")
     out["std_b"] = float(vb.std(ddof=1)) if len(vb) > 1 else float("nan")
-    spread = np.nanmax([out["std_a"], out["std_b"]]) if len(va) > 1 or len(vb) > 1 else float("nan")
-    out["diff_in_std"] = float(out["diff"] / spread) if spread and np.isfinite(spread) and spread > 0 else float("nan")
+    spread = max([x for x in (out["std_a"], out["std_b"]) if np.isfinite(x)], default=0.0)
+    out["diff_in_std"] = out["diff"] / spread if spread > 0 else float("nan")
     out["welch_p"] = (float(stats.ttest_ind(vb, va, equal_var=False).pvalue)
                       if len(va) > 1 and len(vb) > 1 else float("nan"))
-    common = sorted(set(s for s, _ in a) & set(s for s, _ in b))
-    diffs = np.array([dict(b)[s] - dict(a)[s] for s in common], dtype=float)
+    by_seed_a, by_seed_b = dict(a), dict(b)
+    common = sorted(set(by_seed_a) & set(by_seed_b))
+    pa = np.array([by_seed_a[s] for s in common], dtype=float)
+    pb = np.array([by_seed_b[s] for s in common], dtype=float)
     out["paired_seeds"] = common
-    out["paired_diffs"] = [float(d) for d in diffs]
-    out["paired_p"] = float(stats.ttest_rel([dict(b)[s] for s in common], [dict(a)[s] for s in common]).pvalue) \
-        if len(common) > 1 and np.ptp(diffs) > 1e-12 else float("nan")
+    out["paired_diffs"] = [float(d) for d in pb - pa]
+    out["paired_p"] = (float(stats.ttest_rel(pb, pa).pvalue)
+                       if len(common) > 1 and np.ptp(pb - pa) > 1e-12 else float("nan"))
     return out
 
 
@@ -247,28 +262,24 @@ def compare_table(plans, pairs, datasets=None, models=("sasrec", "fame"), metric
     A side may name its model (`"pca_recipe:sasrec"`): then that model is compared
     (e.g. `pca_recipe:sasrec` vs `pca_recipe:fame`: FAME against its own SASRec, seed by seed).
     """
-    plans = [plans] if isinstance(plans, str) else list(plans)
-    configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
-    groups = collect(configurations)
+    groups = collect(plan_configurations(plans))
     lines = [f"\n### {metric}, {protocol}: B - A\n",
              "| dataset | A | B | seeds A / B | mean A | mean B | B - A | in std | Welch p | paired B - A (seeds) | paired p |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     names = sorted({d for d, _, _ in groups}) if datasets is None else datasets
-    label = {"sasrec": "SASRec", "fame": "FAME"}
     for dataset in names:
         for a, b in pairs:
             (ca, ma), (cb, mb) = _side(a), _side(b)
-            for model in models:
-                model_a, model_b = ma or model, mb or model
-                if (ma or mb) and model != models[0]:
-                    break  # a side names its model: one row
+            # A side that names its model gives one row; otherwise one row per model.
+            rows = [(ma or models[0], mb or models[0])] if ma or mb else [(m, m) for m in models]
+            for model_a, model_b in rows:
                 ga, gb = groups.get((dataset, ca, model_a)), groups.get((dataset, cb, model_b))
                 if not ga or not gb:
                     continue
                 c = compare([(s, t[protocol][metric]) for s, t, _ in ga], [(s, t[protocol][metric]) for s, t, _ in gb])
                 paired = ", ".join(f"{d:+.4f}" for d in c["paired_diffs"])
                 lines.append(
-                    f"| {dataset} | {ca} {label[model_a]} | {cb} {label[model_b]} | {c['n_a']} / {c['n_b']} "
+                    f"| {dataset} | {ca} {MODEL_LABEL[model_a]} | {cb} {MODEL_LABEL[model_b]} | {c['n_a']} / {c['n_b']} "
                     f"| {c['mean_a']:.4f} | {c['mean_b']:.4f} | {c['diff']:+.4f} | {c['diff_in_std']:.1f} "
                     f"| {c['welch_p']:.3f} | {paired} ({','.join(map(str, c['paired_seeds']))}) | {c['paired_p']:.3f} |")
     return "\n".join(lines)
@@ -279,15 +290,13 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
 
     `plan` is a plan name or a list of them (their configurations side by side).
     """
-    plans = [plan] if isinstance(plan, str) else list(plan)
-    configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
+    configurations = plan_configurations(plan)
     groups = collect(configurations)
     lines = []
     for protocol in protocols:
         lines += [f"\n### Test, {protocol}\n", "| dataset | start | model | seeds | " + " | ".join(metrics) + " |",
                   "|---|---|---|---|" + "---|" * len(metrics)]
-        order = [EARLIER_LABEL, *[c for c in configurations if c != EARLIER_LABEL]]
-        for (dataset, config, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]), kv[0][2] != "sasrec")):
+        for (dataset, config, model), runs in in_table_order(groups, configurations):
             runs = sorted(runs, key=lambda run: run[0])
             cells = []
             for m in metrics:
@@ -298,8 +307,7 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
                 each = ", ".join(f"{v:.4f}" for v in values)
                 cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f} ({each})")
             seeds = ",".join(str(run[0]) for run in runs)
-            label = "SASRec" if model == "sasrec" else "FAME"
-            lines.append(f"| {dataset} | {config} | {label} | {seeds} | " + " | ".join(cells) + " |")
+            lines.append(f"| {dataset} | {config} | {MODEL_LABEL[model]} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -342,8 +350,7 @@ def training_table(plans, target=None, metric="ndcg@10"):
     The epochs of the SASRec stage and the FAME stage are counted apart (the FAME
     stage starts from the finished SASRec).
     """
-    plans = [plans] if isinstance(plans, str) else list(plans)
-    configurations = {name: flags for p in plans for name, flags in PLANS[p].items()}
+    configurations = plan_configurations(plans)
     groups = collect(configurations)
     head = "| dataset | start | model | seeds | best epoch | epochs run |"
     rule = "|---|---|---|---|---|---|"
@@ -351,8 +358,7 @@ def training_table(plans, target=None, metric="ndcg@10"):
         head += f" first epoch with validation {metric} >= {target} |"
         rule += "---|"
     lines = ["\n### Training length (validation, exclude_history)\n", head, rule]
-    order = [EARLIER_LABEL, *[c for c in configurations if c != EARLIER_LABEL]]
-    for (dataset, config, model), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]), kv[0][2] != "sasrec")):
+    for (dataset, config, model), runs in in_table_order(groups, configurations):
         runs = sorted(runs, key=lambda run: run[0])
         trainings = [run[2].get(model, {}).get("training", {}) for run in runs]
         cells = [", ".join(str(t.get(field, "?")) for t in trainings) for field in ("best_epoch", "epochs_run")]
@@ -363,9 +369,8 @@ def training_table(plans, target=None, metric="ndcg@10"):
                 first = [h["epoch"] for h in history if h.get(metric, 0.0) >= target]
                 reached.append(str(first[0]) if first else ("never" if history else "?"))
             cells.append(", ".join(reached))
-        label = "SASRec" if model == "sasrec" else "FAME"
         seeds = ",".join(str(run[0]) for run in runs)
-        lines.append(f"| {dataset} | {config} | {label} | {seeds} | " + " | ".join(cells) + " |")
+        lines.append(f"| {dataset} | {config} | {MODEL_LABEL[model]} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
