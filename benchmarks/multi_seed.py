@@ -260,7 +260,8 @@ def compare_table(plans, pairs, datasets=None, models=("sasrec", "fame"), metric
     """Markdown: for each (dataset, model, A vs B) the comparison of `compare` on one metric.
 
     A side may name its model (`"pca_recipe:sasrec"`): then that model is compared
-    (e.g. `pca_recipe:sasrec` vs `pca_recipe:fame`: FAME against its own SASRec, seed by seed).
+    (e.g. `pca_recipe:sasrec` vs `pca_recipe:fame`: FAME against its own SASRec, seed by seed);
+    a side that names none takes the other side's (`pca_recipe:fame` vs `facet_recipe`: FAME vs FAME).
     """
     groups = collect(plan_configurations(plans))
     lines = [f"\n### {metric}, {protocol}: B - A\n",
@@ -270,8 +271,9 @@ def compare_table(plans, pairs, datasets=None, models=("sasrec", "fame"), metric
     for dataset in names:
         for a, b in pairs:
             (ca, ma), (cb, mb) = _side(a), _side(b)
-            # A side that names its model gives one row; otherwise one row per model.
-            rows = [(ma or models[0], mb or models[0])] if ma or mb else [(m, m) for m in models]
+            # A side that names its model gives one row, the other side (if it names none) the same
+            # model; neither naming one gives one row per model.
+            rows = [(ma or mb, mb or ma)] if ma or mb else [(m, m) for m in models]
             for model_a, model_b in rows:
                 ga, gb = groups.get((dataset, ca, model_a)), groups.get((dataset, cb, model_b))
                 if not ga or not gb:

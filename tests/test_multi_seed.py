@@ -119,5 +119,10 @@ def test_compare_table_pairs_configurations_or_a_configuration_s_two_models(load
     assert "+0.2000, +0.2000 (0,1)" in rows[0]
     assert rows[1].startswith("| toys | x SASRec | x FAME | 2 / 2 | 0.1500 | 0.1750 | +0.0250 |")
     assert "+0.0500, +0.0000 (0,1)" in rows[1]
+    # A side without a model takes the other side's: x's FAME against y's FAME, which y lacks (no row),
+    # and y's SASRec against x's SASRec (not x's first model by default).
+    assert runner.compare_table("t", [("x:fame", "y")]).splitlines()[5:] == []
+    (row,) = runner.compare_table("t", [("y:sasrec", "x")]).splitlines()[5:]
+    assert row.startswith("| toys | y SASRec | x SASRec | 2 / 2 | 0.3500 | 0.1500 | -0.2000 |")
     with pytest.raises(ValueError, match="sasrec or fame"):
         runner.compare_table("t", [("x:bert", "y")])
