@@ -22,7 +22,9 @@ category of the user's last item, against FAME's overall top-10 and chance.
 The sweeps run through `benchmarks/multi_seed.py` (plans `paper_heads` and
 `paper_experts`; random item-table start as in the paper; each run in its own
 subprocess with its log on disk, finished runs skipped, an interrupted run
-resumed). `quick` runs the same configurations in-process on small planted-facet
+resumed; the N runs transplant from the SASRec of Fig. 5's H = 2 run, which
+is theirs: same flags but `--experts`, so the sweep trains 5 SASRec stages for
+its 10 FAME stages). `quick` runs the same configurations in-process on small planted-facet
 data (`keras_fame.data.synthetic.planted_facets`) and writes the same files:
 it checks the machinery, and its numbers say nothing about Amazon data.
 Metrics use the `exclude_history` protocol; error bars are the std over

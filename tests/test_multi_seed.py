@@ -41,6 +41,43 @@ def test_a_full_run_continues_from_its_finished_sasrec_only_twin(load_script, mo
     assert runner.reuse_sasrec_only_run("toys", [*flags, "--sasrec-only"], 0, str(tmp_path / "x")) is None
 
 
+def test_runs_that_differ_only_in_fame_stage_flags_share_one_sasrec_stage(load_script, monkeypatch, tmp_path):
+    runner = _runner(load_script, monkeypatch, tmp_path)
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    data, _ = planted_facets(num_users=80, max_length=10, seed=1)
+    (tmp_path / "data" / "toys").mkdir(parents=True)
+    write_sequences(str(tmp_path / "data" / "toys" / "Toys_and_Games.txt"), data)
+    common = ["--data-dir", str(tmp_path / "data"), "--hidden-dim", "8", "--max-len", "10", "--epochs", "2",
+              "--fame-epochs", "2", "--text-init", "none", "--deterministic", "--heads", "2"]
+    n1, n2 = [*common, "--experts", "1"], [*common, "--experts", "2"]
+    assert runner.sasrec_stage_flags(n2) == [*common[:8], *common[10:]]  # without --fame-epochs 2 and --experts 2
+    assert runner.sasrec_stage_flags(["--fame-dropout", "0.1", "--dropout", "0.3"]) == ["--dropout", "0.3"]
+
+    donor = json.load(open(runner.run_one("toys", "n1", n1, 0)))
+    key1 = runner.run_key("toys", n1, 0)
+    assert runner.shared_sasrec_run("toys", n2, 0) == (key1, os.path.join(runner.RUNS, key1, "sasrec.keras"))
+    assert runner.shared_sasrec_run("toys", n2, 1) is None  # another seed trains another SASRec
+    assert runner.shared_sasrec_run("toys", [*n2, "--dropout", "0.1"], 0) is None  # a SASRec flag differs
+    text = [f if f != "none" else "pca" for f in n2]
+    assert runner.shared_sasrec_run("toys", text, 0) is None  # a text start is its own SASRec stage
+
+    shared = json.load(open(runner.run_one("toys", "n2", n2, 0)))
+    assert shared["sasrec"]["loaded_from"] == os.path.join(runner.RUNS, key1, "sasrec.keras")
+    assert shared["sasrec"]["test"] == donor["sasrec"]["test"]
+    assert shared["sasrec"]["training"] == donor["sasrec"]["training"]
+    assert shared["multi_seed"]["sasrec_shared_with"] == key1
+    assert shared["multi_seed"]["flags"] == n2 and "--sasrec-model" in shared["multi_seed"]["command"]
+    assert shared["config"]["num_experts"] == 2
+
+    # The same configuration trained from scratch (no donor) gives the same FAME: sharing changes the cost only.
+    monkeypatch.setattr(runner, "RUNS", str(tmp_path / "alone" / "runs"))
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path / "alone" / "results"))
+    alone = json.load(open(runner.run_one("toys", "n2", n2, 0)))
+    assert "loaded_from" not in alone["sasrec"] and "sasrec_shared_with" not in alone["multi_seed"]
+    assert alone["sasrec"]["test"] == donor["sasrec"]["test"]
+    assert alone["fame"]["test"] == shared["fame"]["test"]
+
+
 def test_compare_gives_the_difference_in_std_and_a_paired_t_test(load_script):
     runner = load_script("benchmarks/multi_seed.py")
     a = [(2, 3.0), (0, 1.0), (1, 2.0)]
