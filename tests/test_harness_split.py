@@ -3,6 +3,7 @@
 import ast
 import dataclasses
 import os
+import subprocess
 
 import pytest
 
@@ -81,3 +82,16 @@ def test_the_recipe_preset_equals_the_flags_the_multi_seed_runs_measured(load_sc
     same_start = [dataclasses.replace(c, item_projection_initializer=None) for c in seen]  # fresh objects each run
     assert same_start[0] == same_start[1]
     assert seen[0].every_prefix and seen[0].backbone["intermediate_dim"] == 256
+
+
+def test_code_size_counts_code_lines_per_module(load_script):
+    sizes = load_script("benchmarks/code_size.py")
+    assert sizes.code_lines('"""doc"""\n\n# a comment\n  x = 1  # trailing\n\t\n') == 2
+    try:
+        counts = sizes.modules("HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    assert counts["experiments/"] > 0 and counts["layers/"] > 0 and "cli.py" not in counts
+    here = os.path.join(PACKAGE, "training.py")
+    assert counts["training.py"] == sizes.code_lines(open(here).read()) or subprocess.run(
+        ["git", "diff", "--quiet", "HEAD", "--", here], cwd=os.path.dirname(PACKAGE)).returncode != 0
