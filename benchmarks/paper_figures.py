@@ -33,6 +33,7 @@ seeds where there is more than one.
 
 import argparse
 import contextlib
+import html
 import json
 import os
 import sys
@@ -241,7 +242,7 @@ def case_study(model, evaluation, texts, label_fn, facets, out_dir, title, user=
 
     def describe(item):
         labels = ", ".join(f"{f}={label_fn(f, item)}" for f in facets)
-        text = f"{item}: {texts[item][:60]}" if texts is not None else f"item {item}"
+        text = f"{item}: {html.unescape(texts[item])[:60]}" if texts is not None else f"item {item}"
         return text + (f" [{labels}]" if labels else "")
 
     alignment = facet_alignment(model, evaluation, lambda f: label_fn(f, None), facets)
@@ -265,7 +266,8 @@ def case_study(model, evaluation, texts, label_fn, facets, out_dir, title, user=
 
     def line(item, mark=" "):
         # One fixed-width line per item for the figure: id, text, then each facet's label.
-        text = (texts[item] if texts is not None else f"item {item}").replace("\n", " ")
+        # Amazon titles keep HTML entities (`Cr&egrave;me`): unescaped for display only.
+        text = (html.unescape(texts[item]) if texts is not None else f"item {item}").replace("\n", " ")
         text = text if len(text) <= 44 else text[:43] + "~"
         labels = " | ".join(f"{str(label_fn(f, item))[:18]:<18}" for f in facets)
         return f"{mark}{item:>6} {text:<44} | {labels}"
