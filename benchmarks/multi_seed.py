@@ -70,6 +70,17 @@ PLANS = {
         # (FFN width 4d = 512; the later flag wins).
         "pca_recipe_d128": ["--text-init", "pca", *RECIPE, "--hidden-dim", "128", "--intermediate-dim", "512"],
     },
+    # What issue 9 asks to try when FAME+ falls short, probed on the cheap: SASRec only, the paper's
+    # recipe, one setting changed at a time from `facet_sasrec` (temperature 0.1, one hidden layer of
+    # 256 per head; the SASRec stage of `text_pretraining`'s `facet` row, rerun on the probe's machine).
+    "pretrainer_ablation": {
+        "facet_sasrec": ["--text-init", "facet", "--sasrec-only"],  # the reference, on the probe's machine
+        "facet_t0.05_sasrec": ["--text-init", "facet", "--pretrain-temperature", "0.05", "--sasrec-only"],
+        "facet_t0.5_sasrec": ["--text-init", "facet", "--pretrain-temperature", "0.5", "--sasrec-only"],
+        "facet_linear_sasrec": ["--text-init", "facet", "--pretrain-head-layers", "0", "--sasrec-only"],
+        "facet_deep_sasrec": ["--text-init", "facet", "--pretrain-head-layers", "2", "--sasrec-only"],
+        "pca_whiten_sasrec": ["--text-init", "pca", "--pca-whiten", "--sasrec-only"],
+    },
 }
 
 
@@ -248,11 +259,13 @@ def collect(configurations, results=None):
     machine, same code path and defaults) are their own group, except when the
     plans include the `random` configuration (the same flags): then they join
     it (a seed run in both places counts once: the newer run).
-    A `--sasrec-only` run whose full twin (same flags and seed) has finished is
-    left out: the twin's SASRec is the same run.
+    A `--sasrec-only` run whose full twin (same flags and seed) has finished and
+    is one of `configurations` is left out: the twin's SASRec is the same run.
     """
     results = load_results() if results is None else results
-    finished = {r["multi_seed"]["key"] for r in results if "multi_seed" in r}
+    shown = set(map(json.dumps, configurations.values()))  # a twin counts only where it is in the table too
+    finished = {r["multi_seed"]["key"] for r in results
+                if "multi_seed" in r and json.dumps(r["multi_seed"].get("flags")) in shown}
     groups = {}
     for r in results:
         info = r.get("multi_seed", {})

@@ -120,6 +120,9 @@ def test_a_sasrec_only_run_is_not_counted_beside_its_finished_twin(load_script, 
     assert [s for s, _, _ in groups[("toys", "x_sasrec", "sasrec")]] == [1]  # seed 0 is the full run's
     assert [s for s, _, _ in groups[("toys", "x", "sasrec")]] == [0]
     assert ("toys", "x_sasrec", "fame") not in groups
+    # Without its twin in the table (another plan), the --sasrec-only run is its own row, every seed.
+    groups = runner.collect({"x_sasrec": only_flags}, results)
+    assert [s for s, _, _ in groups[("toys", "x_sasrec", "sasrec")]] == [0, 1]
 
 
 def test_validation_history_is_read_back_from_the_log_of_an_older_run(load_script, monkeypatch, tmp_path):
