@@ -18,12 +18,18 @@ def _runner(load_script, monkeypatch, tmp_path):
     return module
 
 
-def test_a_full_run_continues_from_its_finished_sasrec_only_twin(load_script, monkeypatch, tmp_path):
+def _runner_on_small_toys(load_script, monkeypatch, tmp_path):
+    """The runner, its subprocesses able to import the checkout, and small planted data as Toys under tmp_path/data."""
     runner = _runner(load_script, monkeypatch, tmp_path)
     monkeypatch.setenv("PYTHONPATH", ROOT)
     data, _ = planted_facets(num_users=80, max_length=10, seed=1)
     (tmp_path / "data" / "toys").mkdir(parents=True)
     write_sequences(str(tmp_path / "data" / "toys" / "Toys_and_Games.txt"), data)
+    return runner
+
+
+def test_a_full_run_continues_from_its_finished_sasrec_only_twin(load_script, monkeypatch, tmp_path):
+    runner = _runner_on_small_toys(load_script, monkeypatch, tmp_path)
     flags = ["--data-dir", str(tmp_path / "data"), "--hidden-dim", "8", "--heads", "2", "--experts", "2",
              "--max-len", "10", "--epochs", "2", "--fame-epochs", "2", "--text-init", "none", "--every-prefix"]
 
@@ -42,11 +48,7 @@ def test_a_full_run_continues_from_its_finished_sasrec_only_twin(load_script, mo
 
 
 def test_runs_that_differ_only_in_fame_stage_flags_share_one_sasrec_stage(load_script, monkeypatch, tmp_path):
-    runner = _runner(load_script, monkeypatch, tmp_path)
-    monkeypatch.setenv("PYTHONPATH", ROOT)
-    data, _ = planted_facets(num_users=80, max_length=10, seed=1)
-    (tmp_path / "data" / "toys").mkdir(parents=True)
-    write_sequences(str(tmp_path / "data" / "toys" / "Toys_and_Games.txt"), data)
+    runner = _runner_on_small_toys(load_script, monkeypatch, tmp_path)
     common = ["--data-dir", str(tmp_path / "data"), "--hidden-dim", "8", "--max-len", "10", "--epochs", "2",
               "--fame-epochs", "2", "--text-init", "none", "--deterministic", "--heads", "2"]
     n1, n2 = [*common, "--experts", "1"], [*common, "--experts", "2"]
