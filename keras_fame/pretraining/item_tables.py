@@ -116,14 +116,15 @@ def pretrain_item_embeddings(
     return (table, report, model) if return_model else (table, report)
 
 
-def add_items_from_text(model, pretrainer, texts, encoder=None, batch_size=128, verbose=0):
+def add_items_from_text(model, pretrainer, texts, encoder=None, batch_size=128, verbose=0, offsets=None, neighbours=10):
     """Appends new items to a trained SASRec/FAME from their text alone (cold start).
 
     The texts go through the same frozen encoder and the same trained
     `FacetContrastivePretrainer` as the catalog, and the rows are appended
     with `model.with_new_items`: with `item_content=True` they join the
     frozen content table with ID offset 0, exactly like trained items that
-    were never seen. The new items get ids `model.num_items + 1, ...` in
+    were never seen (or, with `offsets="neighbours"`, the offsets of their
+    text-nearest trained items). The new items get ids `model.num_items + 1, ...` in
     order; export the result with `keras_fame.export_saved_model`.
 
     Args:
@@ -131,6 +132,8 @@ def add_items_from_text(model, pretrainer, texts, encoder=None, batch_size=128, 
         pretrainer: the trained `FacetContrastivePretrainer`.
         texts: the new items' texts (`keras_fame.data.item_text.item_text_string`).
         encoder: as in `embed_texts` (default all-MiniLM-L6-v2, as the pipeline).
+        offsets, neighbours: as in `model.with_new_items` (`offsets="neighbours"`:
+            each new item borrows the ID offsets of its text-nearest trained items).
 
     Returns:
         The grown model.
@@ -142,4 +145,4 @@ def add_items_from_text(model, pretrainer, texts, encoder=None, batch_size=128, 
             f"the pre-trainer makes {pretrainer.num_heads} x {pretrainer.head_dim} dims, the model has {model.hidden_dim}"
         )
     features = embed_texts(list(texts), encoder=encoder, batch_size=batch_size, verbose=verbose)
-    return model.with_new_items(pretrainer.item_table(features))
+    return model.with_new_items(pretrainer.item_table(features), offsets=offsets, neighbours=neighbours)

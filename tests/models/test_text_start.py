@@ -210,3 +210,80 @@ def test_learned_content_scale_multiplies_the_content_and_trains(tmp_path):
     assert float(np.asarray(fame.item_embedding.content_scale)) == float(np.asarray(layer.content_scale))
     with pytest.raises(ValueError, match="learn_content_scale"):
         SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, learn_content_scale=True)
+
+
+def _brute_force_neighbour_offsets(content, effective, queries, donors, k):
+    """The imputation written out one query at a time (the reference for `impute_offsets`)."""
+    out = []
+    for q in queries:
+        sims = [float(content[q] @ content[j] / (np.linalg.norm(content[q]) * np.linalg.norm(content[j]))) for j in donors]
+        order = sorted(range(len(donors)), key=lambda i: -sims[i])[:k]
+        w = np.array([max(sims[i], 0.0) for i in order])
+        w = w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)
+        out.append(sum(wi * effective[donors[i]] for wi, i in zip(w, order)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("bound", [None, 0.05])
+def test_impute_offsets_equals_the_brute_force_mean_of_the_nearest_donors(bound):
+    model = SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, item_content=True, item_embeddings=_table(), offset_max_norm=bound,
+                   learn_content_scale=True)
+    layer = model.item_embedding
+    layer.content_scale.assign(2.0)
+    offsets = np.random.default_rng(1).normal(scale=0.1, size=(NUM_ITEMS + 1, D)).astype("float32")
+    cold = np.array([4, 9, 17])
+    offsets[0] = 0.0
+    offsets[cold] = 0.0  # never trained
+    layer.item_embeddings.assign(offsets)
+    content = np.asarray(layer.content_embeddings)
+    effective = np.asarray(layer.item_table()) - 2.0 * content  # the bounded offsets
+    donors = np.setdiff1d(np.arange(1, NUM_ITEMS + 1), cold)
+    expected = _brute_force_neighbour_offsets(content, effective, cold, donors, k=4)
+    before = np.asarray(layer.item_table())
+    got = model.impute_offsets(cold, neighbours=4, chunk_size=2)  # chunks of 2 queries: the chunking is exercised
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    after = np.asarray(layer.item_table())
+    np.testing.assert_allclose(after[cold] - 2.0 * content[cold], expected, rtol=1e-5, atol=1e-7)
+    others = np.setdiff1d(np.arange(NUM_ITEMS + 1), cold)
+    np.testing.assert_array_equal(after[others], before[others])
+    np.testing.assert_array_equal(np.asarray(layer.content_embeddings), content)
+    # No positive similarity among the k nearest: the plain mean.
+    layer.item_embeddings.assign(offsets)
+    content_neg = content.copy()
+    content_neg[1:] = np.abs(content_neg[1:])
+    content_neg[4] = -np.abs(content[4]) - 0.01
+    layer.content_embeddings.assign(content_neg)
+    effective = np.asarray(layer.item_table()) - 2.0 * content_neg
+    got = model.impute_offsets([4], neighbours=3, donors=donors)
+    np.testing.assert_allclose(got[0], _brute_force_neighbour_offsets(content_neg, effective, [4], donors, 3)[0], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="ids in 1.."):
+        model.impute_offsets([0])
+    with pytest.raises(ValueError, match="item_content=True"):
+        SASRec(NUM_ITEMS, hidden_dim=D, max_len=5).impute_offsets([1])
+
+
+def test_new_items_can_borrow_their_neighbours_offsets():
+    model = SASRec(NUM_ITEMS, hidden_dim=D, max_len=5, item_content=True, item_embeddings=_table())
+    layer = model.item_embedding
+    offsets = np.random.default_rng(2).normal(scale=0.1, size=(NUM_ITEMS + 1, D)).astype("float32")
+    offsets[0] = 0.0
+    offsets[5] = 0.0  # an untrained catalog item is no donor
+    layer.item_embeddings.assign(offsets)
+    content = np.asarray(layer.content_embeddings)
+    new_rows = np.stack([content[7] + 1e-3, -content[2]])
+    grown = model.with_new_items(new_rows, offsets="neighbours", neighbours=3)
+    donors = np.setdiff1d(np.arange(1, NUM_ITEMS + 1), [5])
+    full_content = np.concatenate([content, new_rows])
+    full_effective = np.concatenate([offsets, np.zeros_like(new_rows)])
+    expected = _brute_force_neighbour_offsets(full_content, full_effective, [NUM_ITEMS + 1, NUM_ITEMS + 2], donors, 3)
+    got = np.asarray(grown.item_embedding.item_embeddings)
+    np.testing.assert_allclose(got[NUM_ITEMS + 1 :], expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(got[: NUM_ITEMS + 1], offsets)
+    explicit = model.with_new_items(new_rows, offsets=np.ones_like(new_rows))
+    np.testing.assert_array_equal(np.asarray(explicit.item_embedding.item_embeddings)[NUM_ITEMS + 1 :], 1.0)
+    with pytest.raises(ValueError, match="offsets"):
+        model.with_new_items(new_rows, offsets="nearest")
+    with pytest.raises(ValueError, match="shape"):
+        model.with_new_items(new_rows, offsets=np.ones((1, D)))
+    with pytest.raises(ValueError, match="plain item table"):
+        SASRec(NUM_ITEMS, hidden_dim=D, max_len=5).with_new_items(new_rows, offsets="neighbours")
