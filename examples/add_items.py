@@ -54,6 +54,10 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="the grown .keras file")
     parser.add_argument("--export", help="also export a SavedModel version to this TF Serving base folder")
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--offsets", choices=("zero", "neighbours"), default="zero",
+                        help="new items' ID offsets: 0 (scored from text alone) or borrowed from their text-nearest "
+                        "trained items (`model.impute_offsets`)")
+    parser.add_argument("--neighbours", type=int, default=10, help="k for --offsets neighbours")
     args = parser.parse_args(argv)
     for path in (args.model, args.pretrainer, args.items):
         if not os.path.isfile(path):
@@ -61,7 +65,8 @@ def main(argv=None):
     model = keras.saving.load_model(args.model, safe_mode=True)
     pretrainer = keras.saving.load_model(args.pretrainer, safe_mode=True)
     texts = read_new_items(args.items)
-    grown = add_items_from_text(model, pretrainer, texts)
+    offsets = None if args.offsets == "zero" else "neighbours"
+    grown = add_items_from_text(model, pretrainer, texts, offsets=offsets, neighbours=args.neighbours)
     grown.save(args.out)
     print(f"{len(texts)} items added as ids {model.num_items + 1}..{grown.num_items}: {args.out}")
     if args.export:
