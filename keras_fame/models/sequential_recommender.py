@@ -182,7 +182,7 @@ class SequentialRecommender(keras.Model):
             grown.impute_offsets(new_ids, neighbours=neighbours, donors=trained[trained > 0])
         return grown
 
-    def impute_offsets(self, items, neighbours=10, donors=None, chunk_size=4096):
+    def impute_offsets(self, items, neighbours=10, donors=None, chunk_size=None):
         """Gives `items` the ID offsets of their content-nearest trained items (cold start).
 
         With `item_content=True` an item that training never reached keeps
@@ -204,7 +204,9 @@ class SequentialRecommender(keras.Model):
             donors: int ids to borrow from (default: every item outside
                 `items` whose offset is not zero).
             chunk_size: how many of `items` are compared with the donors at
-                once (peak memory `chunk_size x len(donors)` floats).
+                once; the peak is `chunk_size x len(donors)` float32 similarities
+                (default: at most 2^25 of them, 128 MB, so a catalog of 10^6
+                donors goes 33 items at a time).
 
         Returns:
             float32 `[len(items), hidden_dim]`, the offsets set.
@@ -228,6 +230,8 @@ class SequentialRecommender(keras.Model):
         k = min(int(neighbours), len(donors))
         if k < 1:
             raise ValueError(f"neighbours={neighbours} must be at least 1")
+        if chunk_size is None:
+            chunk_size = max(1, min(4096, 2**25 // len(donors)))
         unit = content / np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
         donor_unit, donor_offsets = unit[donors], effective[donors]
         result = np.empty((len(items), self.hidden_dim), np.float32)
