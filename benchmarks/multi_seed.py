@@ -80,6 +80,10 @@ PLANS = {
         "facet_linear_sasrec": ["--text-init", "facet", "--pretrain-head-layers", "0", "--sasrec-only"],
         "facet_deep_sasrec": ["--text-init", "facet", "--pretrain-head-layers", "2", "--sasrec-only"],
         "pca_whiten_sasrec": ["--text-init", "pca", "--pca-whiten", "--sasrec-only"],
+        # Facet choice: H = 4 heads pre-trained on brand, category level 1, level 2 and leaf, against the
+        # PCA start with the same 4-head SASRec (a 4-head SASRec differs from the 2-head reference).
+        "facet_h4_sasrec": ["--text-init", "facet", "--heads", "4", "--sasrec-only"],
+        "pca_h4_sasrec": ["--text-init", "pca", "--heads", "4", "--sasrec-only"],
     },
 }
 
