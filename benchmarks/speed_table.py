@@ -151,12 +151,22 @@ def retarget(rows, target):
     return out
 
 
+def machine_key(row):
+    """What tells two rows' machines apart: the CPU model (recorded since session 11), the OS build, the cores."""
+    machine = row.get("machine") or {}
+    return (machine.get("cpu", "CPU model not recorded"), machine.get("platform", "?"), machine.get("cpu_count", "?"))
+
+
 def format_table(rows):
+    """The markdown table; a `machine` column tags each row, and seconds compare only within one tag."""
     target = next(iter(rows.values()))["target"] if rows else "target"
+    machines = {}
+    for row in rows.values():
+        machines.setdefault(machine_key(row), chr(ord("A") + len(machines)))
     lines = [
         f"| row | backend | model | loss | s/epoch | sequences/s | time to val NDCG@10 ≥ {target} (epoch) | "
-        "eval, all users (s) | peak RSS (GB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "eval, all users (s) | peak RSS (GB) | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         reach = (
@@ -165,12 +175,16 @@ def format_table(rows):
         )
         lines.append(
             f"| {name} | {row['backend']} | {row['model']} | {row['loss']} | {row['seconds_per_epoch']:.1f} | "
-            f"{row['sequences_per_second']:.0f} | {reach} | {row['eval_all_users_seconds']:.1f} | {row['peak_rss_gb']:.2f} |"
+            f"{row['sequences_per_second']:.0f} | {reach} | {row['eval_all_users_seconds']:.1f} | {row['peak_rss_gb']:.2f} "
+            f"| {machines[machine_key(row)]} |"
         )
+    lines.append("\nMachines: " + "; ".join(f"{tag} = {cpu}, {cores} cores, {build}" for (cpu, build, cores), tag in machines.items())
+                 + (". Seconds compare only between rows of one machine." if len(machines) > 1 else "."))
     peer = rows.get("recbole-sasrec")
     for name in ("tf-sasrec-full", "tf-sasrec-every-prefix"):
         ours = rows.get(name)
-        if ours and peer and ours["time_to_target_seconds"] and peer["time_to_target_seconds"]:
+        same_machine = ours and peer and machine_key(ours) == machine_key(peer)
+        if same_machine and ours["time_to_target_seconds"] and peer["time_to_target_seconds"]:
             lines.append(
                 f"\nTime to validation NDCG@10 ≥ {ours['target']}: RecBole SASRec / keras-fame {name} = "
                 f"{peer['time_to_target_seconds'] / ours['time_to_target_seconds']:.2f}x"

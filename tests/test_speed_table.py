@@ -27,13 +27,22 @@ def test_time_to_target_and_the_table(load_script):
            "history": history, "best_validation_ndcg@10": 0.07, "eval_all_users_seconds": 5.0, "peak_rss_gb": 1.5}
     peer = {**row, "backend": "torch", "model": "RecBole SASRec", "time_to_target_seconds": None, "target_epoch": None,
             "best_validation_ndcg@10": 0.03}
+    row["machine"] = {"cpu": "AMD EPYC", "platform": "Linux-x", "cpu_count": 2}
+    peer["machine"] = dict(row["machine"])
     text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": peer})
-    assert "| tf-sasrec-full | tensorflow | sasrec | full | 20.0 | 970 | 55 s (2) | 5.0 | 1.50 |" in text
+    assert "| tf-sasrec-full | tensorflow | sasrec | full | 20.0 | 970 | 55 s (2) | 5.0 | 1.50 | A |" in text
+    assert "Machines: A = AMD EPYC, 2 cores, Linux-x." in text
     assert "time to val NDCG@10 ≥ 0.06 (epoch)" in text
     assert "not in 3 epochs (best 0.0300)" in text
     assert "RecBole SASRec / keras-fame" not in text  # no ratio without both times
     text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": {**peer, "time_to_target_seconds": 110.0}})
     assert "RecBole SASRec / keras-fame tf-sasrec-full = 2.00x" in text
+    # Rows from two machines: tagged apart, and no ratio across them.
+    elsewhere = {**peer, "time_to_target_seconds": 110.0, "machine": {"platform": "Linux-y", "cpu_count": 2}}
+    text = table.format_table({"tf-sasrec-full": row, "recbole-sasrec": elsewhere})
+    assert "| B |" in text and "B = CPU model not recorded, 2 cores, Linux-y" in text
+    assert "Seconds compare only between rows of one machine." in text
+    assert "RecBole SASRec / keras-fame" not in text
     lower = table.retarget({"tf-sasrec-full": row}, 0.03)["tf-sasrec-full"]
     assert (lower["target_epoch"], lower["time_to_target_seconds"], lower["target"]) == (1, 30.0, 0.03)
 

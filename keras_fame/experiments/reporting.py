@@ -39,6 +39,18 @@ def write_json_atomic(path, obj):
 
 
 
+def cpu_model():
+    """The CPU's model name (Linux `/proc/cpuinfo`; else `platform.processor()`), e.g. "AMD EPYC"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine_description():
     backend = keras.backend.backend()
     device = "cpu"
@@ -49,6 +61,7 @@ def machine_description():
     return {
         "backend": backend,
         "device": device,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
