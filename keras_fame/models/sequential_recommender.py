@@ -177,9 +177,8 @@ class SequentialRecommender(keras.Model):
                 value = np.concatenate([value, extra])
             new.assign(value)
         if isinstance(offsets, str):
-            trained = np.flatnonzero(np.abs(np.asarray(self.item_embedding.item_embeddings)).sum(axis=1) > 0)
-            new_ids = np.arange(self.num_items + 1, self.num_items + 1 + len(rows))
-            grown.impute_offsets(new_ids, neighbours=neighbours, donors=trained[trained > 0])
+            # The new rows' offsets are still 0, so impute_offsets' default donors are exactly the trained items.
+            grown.impute_offsets(np.arange(self.num_items + 1, grown.num_items + 1), neighbours=neighbours)
         return grown
 
     def impute_offsets(self, items, neighbours=10, donors=None, chunk_size=None):
