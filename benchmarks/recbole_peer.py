@@ -58,6 +58,22 @@ def write_atomic_file(sequence_file, folder, name="toys"):
     return users, len(items), events
 
 
+def _cpu_model():
+    """The CPU model name, as the speed table's own rows record it (`keras_fame.experiments.reporting.cpu_model`,
+    which this process cannot import: it runs in RecBole's venv, without keras), so the peer's row gets the
+    same machine tag as ours."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
 def _train(sequence_file, target, max_epochs, out, seed=0):
     """Runs inside `.venv-recbole`, in a temporary folder that is removed afterwards, even on failure."""
     folder = tempfile.mkdtemp(prefix="recbole-")
@@ -77,7 +93,9 @@ def _train_in(folder, sequence_file, target, max_epochs, out, seed):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed
 
-    torch.set_num_threads(os.cpu_count())
+    # The cores this process may run on (`taskset` pins a row to one core, as the speed table's own rows are),
+    # not the machine's: more threads than cores makes torch's CPU kernels spin against each other.
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     write_atomic_file(sequence_file, folder)
     config = Config(model="SASRec", dataset="toys", config_dict={
         "data_path": folder, "checkpoint_dir": os.path.join(folder, "saved"), "use_gpu": False, "state": "WARNING",
@@ -137,7 +155,8 @@ def _train_in(folder, sequence_file, target, max_epochs, out, seed):
         "best_validation_ndcg@10": max(entry["ndcg@10"] for entry in history),
         "eval_all_users_seconds": eval_seconds, "eval_users": int(num_users),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "history": history,
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "cpu": _cpu_model()},
         "recbole_config": {k: config[k] for k in ("hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob",
                                                    "attn_dropout_prob", "hidden_act", "layer_norm_eps", "initializer_range")},
     }
