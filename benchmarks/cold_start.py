@@ -149,7 +149,7 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
         start = time.perf_counter()
         model.impute_offsets(hidden, neighbours=neighbours)
         result["neighbour_offsets"] = {"neighbours": neighbours, "seconds": time.perf_counter() - start}
-        scorer = model.scorer()
+        # The same scorer: it shares the model's variables, which `impute_offsets` assigned in place.
         result["test_neighbour_offsets"] = evaluate_groups(
             lambda x: scorer.predict_on_batch(x)["scores"], split.test, hidden
         )
