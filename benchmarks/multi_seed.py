@@ -66,6 +66,9 @@ PLANS = {
         # The text table frozen (plus a learned per-item ID offset) under the recipe, which trains the
         # trainable start back to where a random start ends (session 8, Toys seed 0).
         "pca_frozen_recipe": ["--text-init", "pca", "--text-frozen", *RECIPE],
+        # The same for the facet pre-trainer's table: frozen, each head's slice keeps its facet's
+        # structure through training, which is where facet alignment could earn its keep in FAME.
+        "facet_frozen_recipe": ["--text-init", "facet", "--text-frozen", *RECIPE],
         # The paper picks d from {64, 128} per model (§5.4): the PCA start and the recipe at d = 128
         # (FFN width 4d = 512; the later flag wins).
         "pca_recipe_d128": ["--text-init", "pca", *RECIPE, "--hidden-dim", "128", "--intermediate-dim", "512"],
