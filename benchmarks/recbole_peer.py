@@ -131,6 +131,7 @@ def _train_in(folder, sequence_file, target, max_epochs, out, seed):
 
     def on_validation(epoch_idx, valid_score):
         history.append({"epoch": epoch_idx + 1, "seconds": time.perf_counter() - start, "ndcg@10": float(valid_score)})
+        print(f"epoch {epoch_idx + 1}: {history[-1]['seconds']:.0f} s, validation NDCG@10 {valid_score:.4f}", flush=True)
         if valid_score >= target:
             raise Reached
 
