@@ -58,34 +58,21 @@ def write_atomic_file(sequence_file, folder, name="toys"):
     return users, len(items), events
 
 
-def _cpu_model():
-    """The CPU model name, as the speed table's own rows record it (`keras_fame.experiments.reporting.cpu_model`,
-    which this process cannot import: it runs in RecBole's venv, without keras), so the peer's row gets the
-    same machine tag as ours."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
+def _train(sequence_file, target, max_epochs, out, cpu_model, seed=0):
+    """Runs inside `.venv-recbole`, in a temporary folder that is removed afterwards, even on failure.
 
-    return platform.processor() or "unknown"
-
-
-def _train(sequence_file, target, max_epochs, out, seed=0):
-    """Runs inside `.venv-recbole`, in a temporary folder that is removed afterwards, even on failure."""
+    `cpu_model` comes from the parent process (`keras_fame.experiments.reporting.cpu_model`, which this
+    venv, without keras, cannot import), so the peer's row gets the same machine tag as ours."""
     folder = tempfile.mkdtemp(prefix="recbole-")
     os.chdir(folder)  # RecBole writes its log/ and log_tensorboard/ folders into the working directory
     try:
-        _train_in(folder, sequence_file, target, max_epochs, out, seed)
+        _train_in(folder, sequence_file, target, max_epochs, out, cpu_model, seed)
     finally:
         os.chdir(ROOT)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _train_in(folder, sequence_file, target, max_epochs, out, seed):
+def _train_in(folder, sequence_file, target, max_epochs, out, cpu_model, seed):
     import platform
 
     import torch
@@ -157,7 +144,7 @@ def _train_in(folder, sequence_file, target, max_epochs, out, seed):
         "eval_all_users_seconds": eval_seconds, "eval_users": int(num_users),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "history": history,
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "cpu": _cpu_model()},
+                    "platform": platform.platform(), "cpu": cpu_model},
         "recbole_config": {k: config[k] for k in ("hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob",
                                                    "attn_dropout_prob", "hidden_act", "layer_norm_eps", "initializer_range")},
     }
@@ -181,6 +168,7 @@ def main(argv=None):
     train.add_argument("--target", type=float, required=True)
     train.add_argument("--max-epochs", type=int, required=True)
     train.add_argument("--out", required=True)
+    train.add_argument("--cpu-model", required=True)
     args = parser.parse_args(argv)
     python = os.path.join(VENV, "bin", "python")
     if args.command == "setup":
@@ -189,9 +177,10 @@ def main(argv=None):
         subprocess.check_call([python, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS])
         return 0
     if args.command == "_train":
-        _train(os.path.abspath(args.sequence_file), args.target, args.max_epochs, os.path.abspath(args.out))
+        _train(os.path.abspath(args.sequence_file), args.target, args.max_epochs, os.path.abspath(args.out), args.cpu_model)
         return 0
     from keras_fame.data.registry import find_sequence_file
+    from keras_fame.experiments.reporting import cpu_model
 
     if not os.path.exists(python):
         print(f"{VENV} is missing: run `python benchmarks/recbole_peer.py setup` first", file=sys.stderr)
@@ -201,7 +190,8 @@ def main(argv=None):
         print("Toys_and_Games.txt not found (--data-dir or FAME_DATA_DIR)", file=sys.stderr)
         return 2
     return subprocess.call([python, os.path.abspath(__file__), "_train", "--sequence-file", sequence_file,
-                            "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", args.out])
+                            "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", args.out,
+                            "--cpu-model", cpu_model()])
 
 
 if __name__ == "__main__":
