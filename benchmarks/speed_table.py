@@ -52,6 +52,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "results", "speed_table")
+# Each row's own output (per-epoch lines, RecBole's progress) goes to a log here, not into the table.
+LOGS = os.path.join(ROOT, "runs", "speed_table")
 # name -> (backend, model, loss, options); options are `one`'s flags.
 ROWS = {
     "tf-sasrec-full": ("tensorflow", "sasrec", "full", ()),
@@ -224,6 +226,17 @@ def build_parser():
     return parser
 
 
+def run_logged(command, env, log, tail=20):
+    """Runs one row's command with its stdout and stderr in `log`; on failure prints the log's last lines."""
+    with open(log, "w") as out:
+        code = subprocess.call(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
+        with open(log, errors="replace") as f:
+            lines = f.read().splitlines()[-tail:]
+        print("\n".join(f"  | {line}" for line in lines), flush=True)
+    return code
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
 
@@ -239,6 +252,7 @@ def main(argv=None):
         return 0
     if args.command == "run":
         os.makedirs(OUT, exist_ok=True)
+        os.makedirs(LOGS, exist_ok=True)
         for name in args.rows:
             path = os.path.join(OUT, f"{name}.json")
             if os.path.isfile(path) and not args.force:
@@ -253,9 +267,10 @@ def main(argv=None):
                            "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", path, *options]
             if args.data_dir:
                 command += ["--data-dir", args.data_dir]
-            print(f"row {name}: {' '.join(command[1:])}", flush=True)
+            log = os.path.join(LOGS, f"{name}.log")
+            print(f"row {name}: {' '.join(command[1:])}\n  log: {log}", flush=True)
             env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            code = subprocess.call(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+            code = run_logged(command, env, log)
             print(f"  {'done' if code == 0 else f'failed ({code})'}", flush=True)
     rows = load_rows()
     if getattr(args, "target", None) is not None and args.command == "table":

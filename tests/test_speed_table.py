@@ -74,3 +74,18 @@ def test_a_row_runs_end_to_end_on_small_data(tmp_path, load_script):
     assert row["train_rows"] == row["train_positions"] > row["train_sequences"] == 120
     assert [entry["epoch"] for entry in row["history"]] == [1, 2]
     assert row["target_epoch"] is None and row["seconds_per_epoch"] > 0
+
+
+def test_a_rows_output_goes_to_its_log_and_a_failure_prints_the_logs_tail(tmp_path, load_script, capsys):
+    import sys
+
+    table = load_script("benchmarks/speed_table.py")
+    log = tmp_path / "row.log"
+    ok = [sys.executable, "-c", "import sys; print('epoch 1 line'); print('warning', file=sys.stderr)"]
+    assert table.run_logged(ok, env=None, log=str(log)) == 0
+    assert sorted(log.read_text().splitlines()) == ["epoch 1 line", "warning"]  # stdout and stderr
+    assert capsys.readouterr().out == ""  # a row that succeeds stays out of the table's output
+
+    bad = [sys.executable, "-c", "import sys; print('\\n'.join(map(str, range(30)))); sys.exit(3)"]
+    assert table.run_logged(bad, env=None, log=str(log), tail=2) == 3
+    assert capsys.readouterr().out.splitlines() == ["  | 28", "  | 29"]
