@@ -91,6 +91,21 @@ PLANS = {
 }
 
 
+# Item facets inside the model (issue 26), on `make train`'s pipeline (PCA start + recipe, H=2, N=4): the
+# brand and leaf-category labels of every item (`--item-facets auto`) fused into the item table, facet k
+# in the k-th column slice; an auxiliary loss in which SASRec (and FAME's head h) predicts the next item's
+# labels (weight lambda, both stages or the FAME stage only); the gate's temperature. Chosen on validation.
+FACETS = ["--text-init", "pca", *RECIPE, "--item-facets", "auto"]
+PLANS["facets"] = {
+    "facets_fusion": FACETS,
+    "facets_aux0.5": [*FACETS, "--facet-loss-weight", "0.5"],
+    "facets_fusion_fameaux0.5": [*FACETS, "--fame-facet-loss-weight", "0.5"],
+    "facets_aux0.5_t0.5": [*FACETS, "--facet-loss-weight", "0.5", "--gate-temperature", "0.5"],
+    "facets_aux2": [*FACETS, "--facet-loss-weight", "2"],
+    "facets_sum_aux0.5": [*FACETS, "--facet-fusion", "sum", "--facet-loss-weight", "0.5"],
+}
+
+
 # The random-start runs of sessions 1-3 (another 2-core machine, same code path and defaults:
 # SASRec dropout 0.3, FAME H=2 N=4 dropout 0.5, W_f identity), shown as a baseline by `summary`.
 EARLIER_RANDOM_START = {
@@ -132,7 +147,53 @@ def reuse_sasrec_only_run(dataset, flags, seed, out_dir):
 
 # Flags (with their value) that only the FAME stage reads: runs that differ only in these train the
 # same SASRec stage, so a sweep over them (Fig. 6's N) trains it once (`shared_sasrec_run`).
-FAME_STAGE_FLAGS = ("--experts", "-N", "--fame-epochs", "--fame-warmup-epochs", "--fame-dropout", "--w-f-init", "--w-f-gain")
+FAME_STAGE_FLAGS = (
+    "--experts", "-N", "--fame-epochs", "--fame-warmup-epochs", "--fame-dropout", "--w-f-init", "--w-f-gain",
+    "--fame-facet-loss-weight", "--gate-temperature", "--head-diagnostics-users",
+)
+
+
+def reuse_sibling_sasrec(dataset, flags, seed, out_dir):
+    """Starts `out_dir` from another run folder whose SASRec stage is this run's, finished, if there is one.
+
+    A sibling has the same dataset and seed and the same flags once the
+    FAME-stage ones (`FAME_STAGE_FLAGS`) are dropped (found through the
+    `flags.json` every run folder gets); its `results.json` must record a
+    finished SASRec stage with `sasrec.keras` beside it. It may still be
+    training its FAME stage. Its `results.json` (without the FAME stage),
+    `sasrec.keras` and `text_table.npy` are copied, so the pipeline resumes
+    here at the FAME stage, exactly as after its own SASRec stage (the FAME
+    stage's seeding does not depend on how SASRec was obtained). Works for
+    every item-table start, text starts included. Returns the donor folder
+    or None.
+    """
+    if "--sasrec-only" in flags or os.path.exists(os.path.join(out_dir, "results.json")) or not os.path.isdir(RUNS):
+        return None
+    mine = sasrec_stage_flags(flags)
+    for key in sorted(os.listdir(RUNS)):
+        donor = os.path.join(RUNS, key)
+        try:
+            with open(os.path.join(donor, "flags.json")) as f:
+                info = json.load(f)
+            with open(os.path.join(donor, "results.json")) as f:
+                results = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if donor == out_dir or info.get("dataset") != dataset or info.get("seed") != seed:
+            continue
+        if info.get("flags") == list(flags) or sasrec_stage_flags(info.get("flags", [])) != mine:
+            continue
+        if "test" not in results.get("sasrec", {}) or not os.path.isfile(os.path.join(donor, "sasrec.keras")):
+            continue
+        os.makedirs(out_dir, exist_ok=True)
+        for name in ("sasrec.keras", "text_table.npy"):
+            if os.path.isfile(os.path.join(donor, name)):
+                shutil.copy(os.path.join(donor, name), os.path.join(out_dir, name))
+        kept = {k: v for k, v in results.items() if k not in ("fame", "table")}
+        with open(os.path.join(out_dir, "results.json"), "w") as f:
+            json.dump(kept, f, indent=2)
+        return donor
+    return None
 
 
 def sasrec_stage_flags(flags):
@@ -186,8 +247,11 @@ def run_one(dataset, name, flags, seed, dry_run=False):
     extra, shared = [], None
     if not dry_run:
         donor = reuse_sasrec_only_run(dataset, flags, seed, out_dir)
+        sibling = None if donor else reuse_sibling_sasrec(dataset, flags, seed, out_dir)
         if donor:
             print(f"  {name} seed {seed}: SASRec stage taken from the finished --sasrec-only run {donor}", flush=True)
+        elif sibling:
+            print(f"  {name} seed {seed}: SASRec stage taken from {sibling} (same flags but FAME-stage ones)", flush=True)
         else:
             shared = shared_sasrec_run(dataset, flags, seed)
         if shared:
@@ -203,6 +267,8 @@ def run_one(dataset, name, flags, seed, dry_run=False):
     if dry_run:
         return None
     os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "flags.json"), "w") as f:  # how `reuse_sibling_sasrec` finds this run
+        json.dump({"dataset": dataset, "flags": list(flags), "seed": seed}, f)
     start = time.perf_counter()
     with open(os.path.join(out_dir, "train.log"), "a") as log:  # a resumed run appends
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -64,3 +64,38 @@ class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "excluded_items": self.excluded_items}
+
+
+def facet_cross_entropy(facet_logits, facet_targets):
+    """The auxiliary facet loss: mean over facets of the softmax CE of each target's facet label (ours).
+
+    For facet `k`, every position whose target has a label (`facet_targets[k]
+    > 0`; padding targets and unlabelled items have 0) contributes
+    `-log softmax(facet_logits[k])[label]`; the loss of facet `k` is the mean
+    over those positions (0 if there are none), and the result the mean over
+    the facets given. With FAME, `facet_logits[k]` are head `k`'s scores of
+    facet `k`'s labels (`FacetGatedHead.facet_logits`), so each head is
+    asked to know its own facet of the next item; the model's total loss
+    is `L_rec + lambda * facet_cross_entropy`.
+
+    Args:
+        facet_logits: list of `[..., C_k + 1]` logits (column 0 = no label,
+            masked by the heads).
+        facet_targets: list of int `[...]` labels, one per logits tensor
+            (extra entries are ignored).
+
+    Returns:
+        A float32 scalar.
+
+    Example:
+    >>> logits = [ops.convert_to_tensor([[[-1e9, 0.0, 0.0]]])]
+    >>> float(facet_cross_entropy(logits, [ops.convert_to_tensor([[2]])]))  # log(2)
+    0.693...
+    """
+    total = 0.0
+    for logits, labels in zip(facet_logits, facet_targets):
+        labels = ops.cast(labels, "int32")
+        valid = ops.cast(labels > 0, "float32")
+        per_position = ops.sparse_categorical_crossentropy(labels, ops.cast(logits, "float32"), from_logits=True)
+        total = total + ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)
+    return total / max(1, len(facet_logits))

@@ -170,7 +170,8 @@ class SampledSoftmaxTrainer(RecommenderTrainer):
 
     def call(self, inputs, training=None):
         features, item_table = self.encoder(inputs["item_ids"], training=training)
-        user, items, _, _ = score_factors_of(self.head, features, item_table, training=training)
-        return sampled_logits(
+        user, items, facets, _ = score_factors_of(self.head, features, item_table, training=training)
+        logits = sampled_logits(
             user, items, inputs["targets"], inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"]
         )
+        return self._outputs(logits, facets)

@@ -18,8 +18,9 @@ import numpy as np
 
 from keras_fame.data import TrainingBatches, every_prefix_rows
 from keras_fame.evaluation import FullRankingEvaluation, GateHistograms, evaluate_model
+from keras_fame.evaluation.head_diagnostics import HeadDiagnostics
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
-from keras_fame.models.sequential_recommender import RecommenderTrainer
+from keras_fame.models.sequential_recommender import AllPositionsTrainer, RecommenderTrainer
 from keras_fame.utils import replace_atomically
 
 
@@ -40,7 +41,9 @@ class LastPositionTrainer(RecommenderTrainer):
 
     def call(self, inputs, training=None):
         features, item_table = self.encoder(inputs, training=training)
-        return self.head(features[:, -1:, :], item_table, training=training)
+        if not self.facet_loss_weight:
+            return self.head(features[:, -1:, :], item_table, training=training)
+        return self._outputs(*self._score_positions(features[:, -1:, :], item_table, training=training))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y is not None:
@@ -232,6 +235,8 @@ def fit_with_early_stopping(
     negatives=None,
     sampler="uniform",
     callbacks=None,
+    facet_loss_weight=0.0,
+    head_diagnostics_users=0,
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -255,7 +260,13 @@ def fit_with_early_stopping(
     validation still ranks every item. Extra `callbacks` run after the
     validation, so their `logs` hold its `val_*` metrics (e.g. one that
     stops at a target). The report's `validation_history` lists every
-    validated epoch's metrics.
+    validated epoch's metrics. `facet_loss_weight > 0` (a model built with
+    `item_facets`) adds that times the auxiliary facet loss
+    (`keras_fame.losses.facet_cross_entropy`) to the training loss, through
+    the trainer of the chosen objective (`AllPositionsTrainer` for the full
+    softmax). `head_diagnostics_users > 0` records, for FAME, the gate
+    entropy and each head's own validation NDCG@10 on that many users
+    after every epoch (`HeadDiagnostics`) under `head_diagnostics`.
     """
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
     inputs, targets = split.train_inputs, split.train_targets
@@ -269,10 +280,11 @@ def fit_with_early_stopping(
         if loss is not None:
             raise ValueError("loss= and a sampled softmax (negatives=, sampler=) exclude each other")
         data = SampledBatches(batches, model.num_items, num_negatives=negatives or 1, sampler=sampler, seed=seed)
-        trained = SampledSoftmaxTrainer(model)
+        trained = SampledSoftmaxTrainer(model, facet_loss_weight=facet_loss_weight)
         trained.compile(optimizer=optimizer, loss=SampledSoftmaxCrossEntropy())
-    elif every_prefix:
-        trained = LastPositionTrainer(model)
+    elif every_prefix or facet_loss_weight:
+        trainer = LastPositionTrainer if every_prefix else AllPositionsTrainer
+        trained = trainer(model, facet_loss_weight=facet_loss_weight)
         trained.compile(optimizer=optimizer, loss=loss if loss is not None else MaskedSoftmaxCrossEntropy())
     else:
         model.compile(optimizer=optimizer, loss=loss)
@@ -285,6 +297,10 @@ def fit_with_early_stopping(
     )
     guard = NonFiniteLossGuard(stage)
     extra = list(callbacks or [])
+    diagnostics = None
+    if head_diagnostics_users and model.has_gates:
+        diagnostics = HeadDiagnostics(split.validation, num_users=head_diagnostics_users)
+        extra.insert(0, diagnostics)
     callbacks = [guard, timer, evaluation, stopper]
     if tensorboard_dir is not None:
         log_dir = os.path.join(tensorboard_dir, stage.lower())
@@ -299,7 +315,7 @@ def fit_with_early_stopping(
     callbacks[callbacks.index(stopper):callbacks.index(stopper)] = extra  # after the validation, before stopping
     checkpoint = None
     if checkpoint_dir is not None:
-        checkpoint = TrainingCheckpoint(checkpoint_dir, callbacks=[timer, evaluation, stopper])
+        checkpoint = TrainingCheckpoint(checkpoint_dir, callbacks=[timer, evaluation, stopper, *([diagnostics] if diagnostics else [])])
         callbacks.append(checkpoint)
     start = time.perf_counter()
     # shuffle=False: `TrainingBatches` shuffles rows and batch order itself, from (seed, epoch);
@@ -314,6 +330,7 @@ def fit_with_early_stopping(
         "seconds_per_epoch": timer.seconds,
         "wall_seconds": wall,
         "validation_history": [{"epoch": epoch + 1, **metrics} for epoch, metrics in evaluation.history],
+        **({"head_diagnostics": [{"epoch": e + 1, **r} for e, r in diagnostics.history]} if diagnostics else {}),
         **({"resumed_from_epoch": checkpoint.resumed_epoch} if checkpoint and checkpoint.resumed_epoch else {}),
     }
 

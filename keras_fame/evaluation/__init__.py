@@ -2,6 +2,7 @@
 
 from keras_fame.evaluation.callback import FullRankingEvaluation
 from keras_fame.evaluation.gate_histograms import GateHistograms
+from keras_fame.evaluation.head_diagnostics import HeadDiagnostics, head_diagnostics
 from keras_fame.evaluation.ranking import (
     DEFAULT_KS,
     chunked_target_ranks,

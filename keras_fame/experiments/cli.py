@@ -121,6 +121,24 @@ def main(dataset, argv=None):
     text.add_argument("--pretrain-temperature", type=float, default=T.temperature)
     text.add_argument("--pretrain-head-layers", type=int, default=T.head_layers, help="hidden layers per projection head")
     text.add_argument("--pca-whiten", action="store_true", help="PCA start: equalise the components' variances")
+    facet = parser.add_argument_group("item facets inside the model (brand, category; keras_fame.data.item_facets)")
+    facet.add_argument(
+        "--item-facets", default="none", metavar="SPEC",
+        help="facets fed to SASRec and FAME: none (default), auto (one per FAME head: H=2 brand,leaf), or a comma "
+        "list of brand, level1, level2, leaf; read from <sequence file stem>_item2attributes.json (+ _names.json)",
+    )
+    facet.add_argument("--item-attributes", metavar="FILE", help="the S3-Rec *_item2attributes.json to read facets from")
+    facet.add_argument("--facet-fusion", choices=("slice", "sum"), default=D.facet_fusion,
+                       help="facet k in the k-th slice of the item table (slice) or added to all of it (sum)")
+    facet.add_argument("--facet-loss-weight", type=float, default=D.facet_loss_weight,
+                       help="weight of the auxiliary loss predicting the next item's facet labels (SASRec stage, and "
+                       "FAME's unless --fame-facet-loss-weight)")
+    facet.add_argument("--fame-facet-loss-weight", type=float, default=D.fame_facet_loss_weight,
+                       help="the same for the FAME stage, where head h predicts facet h (default: --facet-loss-weight)")
+    facet.add_argument("--gate-temperature", type=float, default=D.gate_temperature,
+                       help="FAME's gate temperature (below 1: sharper gate)")
+    facet.add_argument("--head-diagnostics-users", type=int, default=D.head_diagnostics_users,
+                       help="FAME stage: gate entropy and each head's validation NDCG@10 on this many users per epoch")
     parser.add_argument(
         "--mixed-precision", action="store_true",
         help="bf16 compute with float32 variables, scores and loss (keras mixed_bfloat16; fastest on GPUs)",
@@ -157,6 +175,23 @@ def main(dataset, argv=None):
         parser.error("--text-frozen / --item-text need --text-init pca|facet (or --text-pretrain)")
     if args.text_init not in (None, "none") and args.sasrec_model:
         parser.error("--text-init starts SASRec's item table; it cannot apply to a loaded --sasrec-model")
+    from keras_fame.data.item_facets import parse_facet_names
+
+    try:
+        item_facets = parse_facet_names(args.item_facets, args.heads)
+    except ValueError as error:
+        parser.error(f"--item-facets: {error}")
+    if not item_facets and (args.facet_loss_weight or args.fame_facet_loss_weight or args.item_attributes):
+        parser.error("--facet-loss-weight, --fame-facet-loss-weight and --item-attributes need --item-facets")
+    for flag in ("facet_loss_weight", "fame_facet_loss_weight"):
+        value = getattr(args, flag)
+        if value is not None and not value >= 0:
+            parser.error(f"--{flag.replace('_', '-')} {value}: must be 0 or more")
+    if not args.gate_temperature > 0:
+        parser.error(f"--gate-temperature {args.gate_temperature}: must be positive")
+    if args.item_attributes is not None and not os.path.isfile(args.item_attributes):
+        print(f"error: --item-attributes {args.item_attributes}: no such file", file=sys.stderr)
+        return 2
     # Unless asked, the item table starts from text (facet pre-training) where the dataset has item text.
     explicit_text = args.text_init is not None
     if args.text_init is None:
@@ -250,11 +285,24 @@ def main(dataset, argv=None):
         negatives=args.sampled_softmax,
         sampler=args.sampler,
         mixed_precision=args.mixed_precision,
+        item_facets=item_facets,
+        item_attributes_file=args.item_attributes,
+        facet_fusion=args.facet_fusion,
+        facet_loss_weight=args.facet_loss_weight,
+        fame_facet_loss_weight=args.fame_facet_loss_weight,
+        gate_temperature=args.gate_temperature,
+        head_diagnostics_users=args.head_diagnostics_users,
     )
-    run_pipeline(
-        path, dataset, args.output_dir, config, sasrec_model=args.sasrec_model, verbose=args.verbose,
-        resume=not args.fresh, tensorboard_dir=args.tensorboard,
-    )
+    from keras_fame.data import DataFormatError
+
+    try:
+        run_pipeline(
+            path, dataset, args.output_dir, config, sasrec_model=args.sasrec_model, verbose=args.verbose,
+            resume=not args.fresh, tensorboard_dir=args.tensorboard,
+        )
+    except (DataFormatError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if item_ids_file is not None:
         import shutil
 

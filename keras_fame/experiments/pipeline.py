@@ -157,6 +157,16 @@ class PipelineConfig:
         mixed_precision: build SASRec and FAME with bf16 compute and
             float32 variables, float32 scores and loss
             (`keras_fame.utils.dtype_policy`; the text stage stays float32).
+        item_facets: facet names (`keras_fame.data.FACETS`) fed to both
+            models (`item_facets=`), read from `item_attributes_file`
+            (default: `<sequence file stem>_item2attributes.json`); empty:
+            no facets.
+        facet_fusion: `"slice"` or `"sum"` (`ItemEmbedding`).
+        facet_loss_weight: weight of the auxiliary facet loss in the SASRec
+            stage; `fame_facet_loss_weight` in the FAME stage (None: the same).
+        gate_temperature: FAME's gate temperature (`FacetGatedHead`).
+        head_diagnostics_users: FAME stage: gate entropy and per-head
+            validation NDCG@10 on this many users per epoch (0: off).
     """
 
     hidden_dim: int = 64
@@ -185,6 +195,13 @@ class PipelineConfig:
     negatives: int = None
     sampler: str = "uniform"
     mixed_precision: bool = False
+    item_facets: tuple = ()
+    item_attributes_file: str = None
+    facet_fusion: str = "slice"
+    facet_loss_weight: float = 0.0
+    fame_facet_loss_weight: float = None
+    gate_temperature: float = 1.0
+    head_diagnostics_users: int = 2048
 
 
 def run_pipeline(
@@ -283,10 +300,22 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
             "deterministic": deterministic,
             **({"negatives": negatives, "sampler": sampler} if negatives is not None or sampler != "uniform" else {}),
             **({"mixed_precision": True} if config.mixed_precision else {}),
+            **({"item_facets": list(config.item_facets), "facet_fusion": config.facet_fusion,
+                "facet_loss_weight": config.facet_loss_weight} if config.item_facets else {}),
         },
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
     }
+    facets = None
+    if config.item_facets:
+        from keras_fame.data.item_facets import attribute_file_beside, read_item_facets
+
+        facets = read_item_facets(
+            config.item_attributes_file or attribute_file_beside(sequence_file), data.num_items, config.item_facets
+        )
+        results["item_facets"] = facets.summary()
+    elif config.facet_loss_weight or config.fame_facet_loss_weight:
+        raise ValueError("a facet loss weight needs item facets (item_facets / --item-facets)")
     results_path = os.path.join(output_dir, "results.json")
     checkpoints = os.path.join(output_dir, "checkpoints")
     done = _finished_stages(results_path, results["config"]) if resume else {}
@@ -338,6 +367,7 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
             dropout=dropout,
             item_content=bool(text_start and text_start.frozen),
             item_embeddings=table,
+            **({"item_facets": facets.labels, "facet_fusion": config.facet_fusion} if facets else {}),
             **(backbone or {}),
         )
         print(f"\n== SASRec on {dataset}: {data.num_users} users, {data.num_items} items ==")
@@ -346,6 +376,7 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
                 sasrec, split, epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
                 monitor=monitor, every_prefix=every_prefix, negatives=negatives, sampler=sampler, stage="SASRec",
                 checkpoint_dir=os.path.join(checkpoints, "sasrec") if resume else None, tensorboard_dir=tensorboard_dir,
+                facet_loss_weight=config.facet_loss_weight,
             )
         }
         save_model_atomic(sasrec, sasrec_path)
@@ -358,15 +389,25 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
         print(f"\n== FAME: finished before, loaded from {fame_path} ==")
         fame = keras.saving.load_model(fame_path, safe_mode=True)
         results["fame"] = done["fame"]
-        for key in ("fame_dropout", "item_projection_initializer"):
-            results["config"][key] = done["config"][key]
+        for key in ("fame_dropout", "item_projection_initializer", "fame_facet_loss_weight", "gate_temperature"):
+            if key in done["config"]:
+                results["config"][key] = done["config"][key]
     elif not skip_fame:
         keras.utils.set_random_seed(seed)  # FAME's fresh parts start the same whether SASRec was trained or loaded
         fame = FAME.from_sasrec(
             sasrec, num_heads=num_heads, num_experts=num_experts, dropout=fame_dropout, seed=seed,
-            item_projection_initializer=item_projection_initializer,
+            item_projection_initializer=item_projection_initializer, gate_temperature=config.gate_temperature,
         )
+        fame_facet_loss_weight = (
+            config.facet_loss_weight if config.fame_facet_loss_weight is None else config.fame_facet_loss_weight
+        )
+        if fame_facet_loss_weight and not fame.item_embedding.facet_labels:
+            raise ValueError("a FAME facet loss weight needs item facets (item_facets / --item-facets)")
         results["config"]["fame_dropout"] = fame.dropout
+        if fame_facet_loss_weight or config.item_facets:
+            results["config"]["fame_facet_loss_weight"] = fame_facet_loss_weight
+        if config.gate_temperature != 1.0:
+            results["config"]["gate_temperature"] = config.gate_temperature
         results["config"]["item_projection_initializer"] = fame.get_config()["item_projection_initializer"]
         results["fame"] = {}
         if fame_warmup_epochs:
@@ -387,6 +428,7 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
             fame, split, fame_epochs or epochs, batch_size, patience, every_n_epochs, learning_rate, seed, verbose,
             monitor=monitor, every_prefix=every_prefix, negatives=negatives, sampler=sampler, stage="FAME",
             checkpoint_dir=os.path.join(checkpoints, "fame") if resume else None, tensorboard_dir=tensorboard_dir,
+            facet_loss_weight=fame_facet_loss_weight, head_diagnostics_users=config.head_diagnostics_users,
         )
         results["fame"]["test"] = evaluate_test_set(fame, split)
         save_model_atomic(fame, fame_path)

@@ -105,9 +105,13 @@ class FacetGatedHead(keras.layers.Layer):
         layer_norm_epsilon=1e-8,
         kernel_initializer="glorot_uniform",
         item_projection_initializer=None,
+        gate_temperature=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not float(gate_temperature) > 0:
+            raise ValueError(f"gate_temperature={gate_temperature} must be positive")
+        self.gate_temperature = float(gate_temperature)
         self.num_heads = int(num_heads)
         self.head_dim = int(head_dim)
         self.dropout = float(dropout)
@@ -122,6 +126,8 @@ class FacetGatedHead(keras.layers.Layer):
         self.ffn_outer = keras.layers.Dense(self.head_dim, kernel_initializer=init(), name="ffn_outer", dtype=policy)
         self.ffn_dropout = keras.layers.Dropout(self.dropout, dtype=policy)
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", dtype=policy)
+
+    has_gates = True  # the scoring-head interface shared with `ItemScores`
 
     def build(self, features_shape, item_table_shape=None):
         H, e = self.num_heads, self.head_dim
@@ -150,6 +156,8 @@ class FacetGatedHead(keras.layers.Layer):
             return ops.ones_like(facets[..., 0, :1])
         stacked = ops.reshape(facets, (*ops.shape(facets)[:-2], H * e))  # [F^(1) | ... | F^(H)]
         logits = ops.matmul(stacked, ops.reshape(self.gate_kernel, (H * e, H))) + self.gate_bias
+        if self.gate_temperature != 1.0:
+            logits = logits / self.gate_temperature
         return ops.softmax(logits, axis=-1)
 
     def projected_items(self, item_table):
@@ -157,6 +165,34 @@ class FacetGatedHead(keras.layers.Layer):
         d = self.num_heads * self.head_dim
         item_table = ops.cast(item_table, self.compute_dtype)
         return ops.matmul(item_table, ops.reshape(self.item_projection, (d, d)))
+
+    def item_matrix(self, item_table):
+        """The item side of the gated score, `projected_items(item_table)` `[rows, H d']` (Eq. 8).
+
+        `item_table` may hold any subset of the rows (e.g. sampled
+        candidates): the projection is row-wise.
+        """
+        return self.projected_items(item_table)
+
+    def facet_logits(self, facets, facet_rows):
+        """Head `k` scores facet `k`'s labels as it scores items: `F^(k) . (E_k W_f^(k))^T` (ours).
+
+        Args:
+            facets: `F`, `[..., H, d']` (the second output of `user_vectors`).
+            facet_rows: list of `K` tensors `[C_k + 1, H d']`
+                (`ItemEmbedding.facet_rows`); facet `k` is predicted by head
+                `k`, for `k < min(K, H)`.
+
+        Returns:
+            A list of `min(K, H)` tensors `[..., C_k + 1]`, column 0 (no
+            label) at `PADDING_SCORE`.
+        """
+        facets = ops.cast(facets, self.compute_dtype)
+        out = []
+        for k, rows in enumerate(facet_rows[: self.num_heads]):
+            label_vectors = ops.matmul(ops.cast(rows, self.compute_dtype), self.item_projection[:, k, :])  # [C_k+1, d']
+            out.append(mask_padding_scores(score_items(facets[..., k, :], label_vectors)))
+        return out
 
     def user_vectors(self, features, training=None):
         """The gated facets `[g_1 F^(1) | ... | g_H F^(H)]` `[..., H d']`, with `F` and `g`.
@@ -209,4 +245,5 @@ class FacetGatedHead(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "item_projection_initializer": keras.initializers.serialize(self.item_projection_initializer),
+            "gate_temperature": self.gate_temperature,
         }

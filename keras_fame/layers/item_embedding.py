@@ -1,5 +1,8 @@
 import keras
+import numpy as np
 from keras import ops
+
+FACET_FUSIONS = ("slice", "sum")
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -62,6 +65,21 @@ class ItemEmbedding(keras.layers.Layer):
         seed: optional int, for the offset dropout.
         learn_content_scale: bool, with `item_content`: a trainable scalar
             (starting at 1) multiplies the content table.
+        facet_vocab_sizes: optional list of `K` ints `C_k`, the number of
+            labels of each item facet (e.g. brand, leaf category). The
+            layer then holds, per facet, the items' labels (`facet_labels`,
+            int32 `[num_items + 1]`, non-trainable, 0 = no label; set them
+            with `set_item_facets`) and a label embedding `E_k`, and fuses
+            them into the item table (see `facet_fusion`). Defaults to
+            `None` (no facets).
+        facet_fusion: how facet embeddings enter the table. `"slice"`
+            (default): facet `k` owns the `k`-th of `K` equal column
+            slices, `x_v = id_v + [E_1[l_1(v)] | ... | E_K[l_K(v)]]` with
+            `E_k` of width `hidden_dim / K`, so a FAME head `h` whose item
+            projection starts as the `h`-th slice reads facet `h`.
+            `"sum"`: `x_v = id_v + sum_k E_k[l_k(v)]`, `E_k` of width
+            `hidden_dim`. A label 0 contributes nothing. The fused table is
+            both the input embedding and the scoring table (Eq. 6, 8).
 
     Call arguments:
         item_ids: int tensor `[batch, seq]`, 0 = padding.
@@ -92,9 +110,23 @@ class ItemEmbedding(keras.layers.Layer):
         offset_dropout=0.0,
         seed=None,
         learn_content_scale=False,
+        facet_vocab_sizes=None,
+        facet_fusion="slice",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.facet_vocab_sizes = None if not facet_vocab_sizes else tuple(int(c) for c in facet_vocab_sizes)
+        if facet_fusion not in FACET_FUSIONS:
+            raise ValueError(f"facet_fusion={facet_fusion!r}: expected one of {FACET_FUSIONS}")
+        self.facet_fusion = facet_fusion
+        if self.facet_vocab_sizes:
+            if any(c < 1 for c in self.facet_vocab_sizes):
+                raise ValueError(f"facet_vocab_sizes={list(self.facet_vocab_sizes)}: every facet needs at least one label")
+            if facet_fusion == "slice" and int(hidden_dim) % len(self.facet_vocab_sizes):
+                raise ValueError(
+                    f"facet_fusion='slice' splits hidden_dim={hidden_dim} into {len(self.facet_vocab_sizes)} equal "
+                    "slices, one per facet: hidden_dim must be divisible by the number of facets"
+                )
         if offset_max_norm is not None and not item_content:
             raise ValueError("offset_max_norm bounds the ID offset of item_content=True; the table has no offset")
         if not 0.0 <= float(offset_dropout) < 1.0:
@@ -143,7 +175,62 @@ class ItemEmbedding(keras.layers.Layer):
         self.position_embeddings = self.add_weight(
             name="position_embeddings", shape=(self.max_len, self.hidden_dim), initializer=init()
         )
+        self.facet_labels, self.facet_embeddings = [], []
+        for k, size in enumerate(self.facet_vocab_sizes or ()):
+            self.facet_labels.append(
+                self.add_weight(
+                    name=f"facet_labels_{k}", shape=(self.num_items + 1,), dtype="int32", initializer="zeros",
+                    trainable=False,
+                )
+            )
+            self.facet_embeddings.append(
+                self.add_weight(name=f"facet_embeddings_{k}", shape=(size + 1, self.facet_width), initializer=init())
+            )
         self.norm.build((None, None, self.hidden_dim))
+
+    @property
+    def facet_width(self):
+        """Width of each facet embedding: `hidden_dim / K` (`"slice"`) or `hidden_dim` (`"sum"`)."""
+        if self.facet_fusion == "slice":
+            return self.hidden_dim // len(self.facet_vocab_sizes)
+        return self.hidden_dim
+
+    def set_item_facets(self, item_facets):
+        """Stores each item's facet labels: a list of `K` int arrays `[num_items + 1]` (0 = no label)."""
+        arrays = check_item_facets(item_facets, self.num_items, self.facet_vocab_sizes)
+        for variable, labels in zip(self.facet_labels, arrays):
+            variable.assign(labels)
+
+    def facet_rows(self, k):
+        """Facet `k`'s label embeddings as rows of the item space, `[C_k + 1, hidden_dim]`.
+
+        Row `c` is what label `c` adds to an item's row of the table (row 0,
+        no label, is zero): `E_k` itself for `"sum"`, `E_k` in the `k`-th
+        column slice and zeros elsewhere for `"slice"`. A scoring head
+        scores these rows exactly as it scores items (the auxiliary facet
+        loss, `keras_fame.losses.facet_cross_entropy`).
+        """
+        rows = ops.convert_to_tensor(self.facet_embeddings[k])
+        keep = ops.cast(ops.arange(ops.shape(rows)[0]) > 0, rows.dtype)[:, None]
+        rows = rows * keep
+        if self.facet_fusion == "slice":
+            width = self.facet_width
+            rows = ops.pad(rows, [[0, 0], [k * width, self.hidden_dim - (k + 1) * width]])
+        return rows
+
+    def facet_table(self):
+        """What the facets add to every item's row, `[num_items + 1, hidden_dim]`."""
+        parts = []
+        for labels, embeddings in zip(self.facet_labels, self.facet_embeddings):
+            labels = ops.convert_to_tensor(labels)
+            part = ops.take(embeddings, labels, axis=0)
+            parts.append(part * ops.cast(labels > 0, part.dtype)[:, None])
+        if self.facet_fusion == "slice":
+            return ops.concatenate(parts, axis=-1)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
 
     def call(self, item_ids, training=None):
         item_ids = sanitize_item_ids(item_ids, self.num_items)[:, -self.max_len :]
@@ -175,6 +262,8 @@ class ItemEmbedding(keras.layers.Layer):
             if self.learn_content_scale:
                 content = content * ops.cast(self.content_scale, content.dtype)
             table = table + content
+        if self.facet_vocab_sizes:
+            table = table + ops.cast(self.facet_table(), table.dtype)
         return table
 
     def compute_output_spec(self, item_ids, training=None):
@@ -201,7 +290,55 @@ class ItemEmbedding(keras.layers.Layer):
             "offset_dropout": self.offset_dropout,
             "seed": self.seed,
             "learn_content_scale": self.learn_content_scale,
+            "facet_vocab_sizes": None if self.facet_vocab_sizes is None else list(self.facet_vocab_sizes),
+            "facet_fusion": self.facet_fusion,
         }
+
+
+def check_item_facets(item_facets, num_items, facet_vocab_sizes=None):
+    """Validates per-item facet labels; returns a list of int32 arrays `[num_items + 1]` (row 0 set to 0).
+
+    Args:
+        item_facets: a list of `K` integer arrays of length `num_items + 1`
+            (index = item id, 0 = no label), or an int array `[num_items + 1, K]`.
+        num_items: int.
+        facet_vocab_sizes: optional expected `C_k`; labels must be in `0..C_k`.
+
+    Raises:
+        ValueError: naming the facet and the offending item for a wrong
+            length, a non-integer or negative label, or a label above `C_k`.
+    """
+    if isinstance(item_facets, np.ndarray) and item_facets.ndim == 2:
+        item_facets = [item_facets[:, k] for k in range(item_facets.shape[1])]
+    arrays = []
+    for k, labels in enumerate(item_facets):
+        labels = np.asarray(labels)
+        if labels.shape != (num_items + 1,):
+            raise ValueError(f"item_facets[{k}] has shape {labels.shape}, expected [num_items + 1] = ({num_items + 1},)")
+        if labels.dtype.kind not in "iu":
+            if labels.dtype.kind != "f" or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                raise ValueError(f"item_facets[{k}] must hold integer label ids, got dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
+        bad = np.flatnonzero(labels < 0)
+        if len(bad):
+            raise ValueError(f"item_facets[{k}][{bad[0]}] = {labels[bad[0]]}: labels are 0 (none) or positive")
+        if facet_vocab_sizes is not None and k < len(facet_vocab_sizes):
+            over = np.flatnonzero(labels > facet_vocab_sizes[k])
+            if len(over):
+                raise ValueError(
+                    f"item_facets[{k}][{over[0]}] = {labels[over[0]]} is above the facet's {facet_vocab_sizes[k]} labels"
+                )
+        labels = labels.astype(np.int32)
+        labels[0] = 0
+        arrays.append(labels)
+    if facet_vocab_sizes is not None and len(arrays) != len(facet_vocab_sizes):
+        raise ValueError(f"item_facets has {len(arrays)} facets, the layer was built for {len(facet_vocab_sizes)}")
+    return arrays
+
+
+def facet_vocab_sizes_of(item_facets):
+    """`[C_1, ..., C_K]`, the largest label of each facet (at least 1)."""
+    return [max(1, int(np.max(labels))) for labels in item_facets]
 
 
 def sanitize_item_ids(item_ids, num_items):

@@ -43,6 +43,35 @@ class ItemScores(keras.layers.Layer):
     (2, 3, 11)
     """
 
+    has_gates = False  # the scoring-head interface shared with `FacetGatedHead`
+
+    def user_vectors(self, features, training=None):
+        """`(features, features, None)`: the user vector, the vector that predicts facets, no gates.
+
+        The same interface as `FacetGatedHead.user_vectors`: the score is the
+        dot product of the user vector with `item_matrix(item_table)`.
+        """
+        features = ops.cast(features, self.compute_dtype)
+        return features, features, None
+
+    def item_matrix(self, item_table):
+        """The item side of the score: the item table itself (Eq. 6), `[num_items + 1, d]`."""
+        return ops.cast(item_table, self.compute_dtype)
+
+    def facet_logits(self, facet_vectors, facet_rows):
+        """Scores of every label of every facet, as items are scored: `F . E_k^T` (ours).
+
+        Args:
+            facet_vectors: `[..., d]` (the second output of `user_vectors`).
+            facet_rows: list of `K` tensors `[C_k + 1, d]`
+                (`ItemEmbedding.facet_rows`).
+
+        Returns:
+            A list of `K` tensors `[..., C_k + 1]`, column 0 (no label) at
+            `PADDING_SCORE`.
+        """
+        return [mask_padding_scores(score_items(facet_vectors, ops.cast(rows, self.compute_dtype))) for rows in facet_rows]
+
     def call(self, features, item_table):
         # Explicit casts: wrappers (scorers, trainers) call `call` directly, past Keras' input autocast;
         # under mixed precision this layer computes in float32 on bf16 features.

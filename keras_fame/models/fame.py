@@ -2,6 +2,7 @@ import keras
 import numpy as np  # noqa: F401  (doctest)
 
 from keras_fame.layers import FacetGatedHead, FacetMoEBlock, MoEQueryAttention
+from keras_fame.layers.item_embedding import facet_vocab_sizes_of
 from keras_fame.models.sequential_recommender import SequentialRecommender, scoring_dtype
 from keras_fame.utils import dtype_policy
 
@@ -52,6 +53,15 @@ class FAME(SequentialRecommender):
             model learns to score content-only (cold) items (`ItemEmbedding`).
         learn_content_scale: bool: with `item_content`, a trainable scalar
             multiplies the frozen content table (`ItemEmbedding`).
+        item_facets: optional list of `K` int arrays `[num_items + 1]`, each
+            item's label of each facet (label ids `1..C_k`, 0 = no label;
+            e.g. `keras_fame.data.read_item_facets(...).labels`). Their
+            embeddings are fused into the item table (`ItemEmbedding`,
+            `facet_fusion`). Not part of the config: the weights carry them
+            (`.keras` files and the export keep them).
+        facet_vocab_sizes: list of `K` ints, labels per facet; defaults to
+            each facet's largest label in `item_facets`.
+        facet_fusion: `"slice"` (default) or `"sum"`, see `ItemEmbedding`.
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         moe_layout: `"block"` (default): the MoE block is one `FacetMoEBlock`
@@ -68,6 +78,8 @@ class FAME(SequentialRecommender):
             FAME starts from SASRec's tied-embedding score. The paper does not
             say; `"glorot_uniform"` is the random start (worse on Toys,
             Beauty and the planted-facet data, see `results/README.md`).
+        gate_temperature: float, divides the gate logits (Eq. 10; ours,
+            the paper's gate has 1). Defaults to 1.0.
 
     Call arguments:
         item_ids: int32 `[batch, seq]`, left-padded, oldest first.
@@ -86,6 +98,8 @@ class FAME(SequentialRecommender):
         Liu, Zhang, Long. Facet-Aware Multi-Head Mixture-of-Experts Model for
         Sequential Recommendation (2025).
     """
+
+    has_gates = True
 
     def __init__(
         self,
@@ -110,6 +124,10 @@ class FAME(SequentialRecommender):
         activation="relu",
         kernel_initializer="glorot_uniform",
         moe_layout="block",
+        item_facets=None,
+        facet_vocab_sizes=None,
+        facet_fusion="slice",
+        gate_temperature=1.0,
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
@@ -121,10 +139,13 @@ class FAME(SequentialRecommender):
             raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
         head_dim = hidden_dim // num_heads
 
+        if item_facets is not None and facet_vocab_sizes is None:
+            facet_vocab_sizes = facet_vocab_sizes_of(item_facets)
+
         # === Layers ===
         self.item_embedding = self._make_embedding(
             num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
-            offset_dropout, learn_content_scale,
+            offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion,
         )
         block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
@@ -152,6 +173,7 @@ class FAME(SequentialRecommender):
         self.facet_head = FacetGatedHead(
             num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
             item_projection_initializer=item_projection_initializer,
+            gate_temperature=gate_temperature,
             dtype=scoring_dtype(),
             name="facet_head",
         )
@@ -187,10 +209,14 @@ class FAME(SequentialRecommender):
             learn_content_scale=bool(learn_content_scale),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
+            facet_vocab_sizes=self.item_embedding.get_config()["facet_vocab_sizes"],
+            facet_fusion=facet_fusion,
+            gate_temperature=float(gate_temperature),
             moe_layout=moe_layout,
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)
+        self._set_item_facets(item_facets)
 
     @classmethod
     def from_config(cls, config):
@@ -247,6 +273,8 @@ class FAME(SequentialRecommender):
                 learn_content_scale=sasrec.item_embedding.learn_content_scale,
                 activation=sasrec.activation,
                 kernel_initializer=sasrec.kernel_initializer,
+                facet_vocab_sizes=sasrec.item_embedding.get_config()["facet_vocab_sizes"],
+                facet_fusion=sasrec.item_embedding.facet_fusion,
                 **kwargs,
             )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())

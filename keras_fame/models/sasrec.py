@@ -1,6 +1,7 @@
 import keras
 
 from keras_fame.layers import ItemScores
+from keras_fame.layers.item_embedding import facet_vocab_sizes_of
 from keras_fame.models.sequential_recommender import SequentialRecommender, scoring_dtype
 
 
@@ -38,6 +39,15 @@ class SASRec(SequentialRecommender):
             model learns to score content-only (cold) items (`ItemEmbedding`).
         learn_content_scale: bool: with `item_content`, a trainable scalar
             multiplies the frozen content table (`ItemEmbedding`).
+        item_facets: optional list of `K` int arrays `[num_items + 1]`, each
+            item's label of each facet (label ids `1..C_k`, 0 = no label;
+            e.g. `keras_fame.data.read_item_facets(...).labels`). Their
+            embeddings are fused into the item table (`ItemEmbedding`,
+            `facet_fusion`). Not part of the config: the weights carry them
+            (`.keras` files and the export keep them).
+        facet_vocab_sizes: list of `K` ints, labels per facet; defaults to
+            each facet's largest label in `item_facets`.
+        facet_fusion: `"slice"` (default) or `"sum"`, see `ItemEmbedding`.
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -76,12 +86,18 @@ class SASRec(SequentialRecommender):
         learn_content_scale=False,
         activation="relu",
         kernel_initializer="glorot_uniform",
+        item_facets=None,
+        facet_vocab_sizes=None,
+        facet_fusion="slice",
         **kwargs,
     ):
+        if item_facets is not None and facet_vocab_sizes is None:
+            facet_vocab_sizes = facet_vocab_sizes_of(item_facets)
+
         # === Layers ===
         self.item_embedding = self._make_embedding(
             num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
-            offset_dropout, learn_content_scale,
+            offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion,
         )
         self.transformer_blocks = self._make_blocks(
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
@@ -112,6 +128,9 @@ class SASRec(SequentialRecommender):
             learn_content_scale=bool(learn_content_scale),
             activation=activation,
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
+            facet_vocab_sizes=self.item_embedding.get_config()["facet_vocab_sizes"],
+            facet_fusion=facet_fusion,
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)
+        self._set_item_facets(item_facets)

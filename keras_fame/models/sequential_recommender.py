@@ -5,7 +5,9 @@ import numpy as np
 
 from keras_fame.data.split import pad_left
 from keras_fame.layers import ItemEmbedding, LastPosition, TransformerBlock
-from keras_fame.losses import MaskedSoftmaxCrossEntropy
+from keras_fame.layers.item_embedding import check_item_facets
+from keras_fame.layers.item_scores import mask_padding_scores, score_items
+from keras_fame.losses import MaskedSoftmaxCrossEntropy, facet_cross_entropy
 from keras_fame.utils import dtype_policy
 
 
@@ -32,6 +34,8 @@ class SequentialRecommender(keras.Model):
     tensors the scoring head reads, so that `scorer()` can score only the
     newest position.
     """
+
+    has_gates = False  # FAME's head has a gate over heads (Eq. 10); SASRec's does not
 
     def _embed_and_encode(self, item_ids, num_blocks):
         """Shared embedding + the first `num_blocks` SASRec blocks (symbolic)."""
@@ -85,7 +89,7 @@ class SequentialRecommender(keras.Model):
 
     def _make_embedding(
         self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False, offset_max_norm=None,
-        offset_dropout=0.0, learn_content_scale=False,
+        offset_dropout=0.0, learn_content_scale=False, facet_vocab_sizes=None, facet_fusion="slice",
     ):
         return ItemEmbedding(
             num_items=num_items,
@@ -97,8 +101,19 @@ class SequentialRecommender(keras.Model):
             offset_max_norm=offset_max_norm,
             offset_dropout=offset_dropout,
             learn_content_scale=learn_content_scale,
+            facet_vocab_sizes=facet_vocab_sizes,
+            facet_fusion=facet_fusion,
             name="item_embedding",
         )
+
+    def _set_item_facets(self, item_facets):
+        if item_facets is not None:
+            self.item_embedding.set_item_facets(item_facets)
+
+    @property
+    def item_facets(self):
+        """The items' facet labels, a list of `K` int32 numpy arrays `[num_items + 1]` (empty without facets)."""
+        return [np.asarray(v) for v in self.item_embedding.facet_labels]
 
     def set_item_embeddings(self, table, frozen=None):
         """Starts the item table from pre-trained embeddings (e.g. from item text).
@@ -128,7 +143,7 @@ class SequentialRecommender(keras.Model):
         else:
             layer.item_embeddings.assign(table)
 
-    def with_new_items(self, content_rows, offsets=None, neighbours=10):
+    def with_new_items(self, content_rows, offsets=None, neighbours=10, item_facets=None):
         """A copy of this model with items `num_items + 1 ..` appended (cold start).
 
         The new items' rows come from `content_rows` `[new, hidden_dim]`
@@ -146,6 +161,10 @@ class SequentialRecommender(keras.Model):
                 `neighbours` content-nearest catalog items with a trained
                 offset, `impute_offsets`), or an array `[new, hidden_dim]`.
             neighbours: int, k for `offsets="neighbours"`.
+            item_facets: for a model built with facets: the new items'
+                labels, a list of `K` int arrays `[new]` (0 = no label), so
+                that a new item enters with its facet embeddings even
+                without an ID history. Defaults to `None` (no labels).
 
         Returns:
             A new model of the same class with `num_items + new` items.
@@ -166,15 +185,31 @@ class SequentialRecommender(keras.Model):
             extra_offsets = np.asarray(offsets, dtype="float32")
             if extra_offsets.shape != rows.shape or not np.isfinite(extra_offsets).all():
                 raise ValueError(f"offsets must be finite and of the shape of content_rows {rows.shape}")
+        layer = self.item_embedding
+        new_labels = [np.zeros(len(rows), np.int64) for _ in layer.facet_labels]
+        if item_facets is not None:
+            if not layer.facet_labels:
+                raise ValueError("item_facets given, but this model was built without facets")
+            if len(item_facets) != len(layer.facet_labels):
+                raise ValueError(f"item_facets has {len(item_facets)} facets, the model has {len(layer.facet_labels)}")
+            for k, labels in enumerate(item_facets):
+                labels = np.asarray(labels)
+                if labels.shape != (len(rows),):
+                    raise ValueError(f"item_facets[{k}] has shape {labels.shape}, expected ({len(rows)},), one per new item")
+                new_labels[k] = labels
+            # The same checks as the constructor's, on the new rows (a row 0 in front, which they ignore).
+            check_item_facets([np.concatenate([[0], labels]) for labels in new_labels], len(rows), layer.facet_vocab_sizes)
         config = self.get_config()
         config["num_items"] = self.num_items + len(rows)
         grown = type(self).from_config(config)
+        # Rows appended per item-indexed weight: offsets (with content), facet labels, or the content rows.
+        extra_rows = {v.path: labels for v, labels in zip(layer.facet_labels, new_labels)}
+        if content:
+            extra_rows[layer.item_embeddings.path] = extra_offsets
         for old, new in zip(self.weights, grown.weights):
             value = np.asarray(old)
             if value.shape != tuple(new.shape):
-                is_offset = old.path == self.item_embedding.item_embeddings.path
-                extra = extra_offsets if (content and is_offset) else rows
-                value = np.concatenate([value, extra])
+                value = np.concatenate([value, np.asarray(extra_rows.get(old.path, rows), dtype=value.dtype)])
             new.assign(value)
         if isinstance(offsets, str):
             # The new rows' offsets are still 0, so impute_offsets' default donors are exactly the trained items.
@@ -293,7 +328,7 @@ class SequentialRecommender(keras.Model):
         last = LastPosition(name="last_position")(features)
         user = _UserVector(head, name="user_vector", dtype=head.dtype_policy)(last)
         table = self.item_embedding.item_table(training=False)
-        item_matrix = keras.ops.convert_to_numpy(table if not hasattr(head, "gates") else head.projected_items(table))
+        item_matrix = keras.ops.convert_to_numpy(head.item_matrix(table))
         return keras.Model(self.inputs, user, name=f"{self.name}_user_vectors"), item_matrix.astype("float32")
 
     def ranker(self, k=10, exclude_seen=True, explain=False, chunk_size=None):
@@ -410,9 +445,14 @@ class RecommenderTrainer(keras.Model):
     and `keras_fame.training.LastPositionTrainer`.
     """
 
-    def __init__(self, recommender, **kwargs):
+    def __init__(self, recommender, facet_loss_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         features, item_table, head = recommender._head_wiring
+        if not float(facet_loss_weight) >= 0:
+            raise ValueError(f"facet_loss_weight={facet_loss_weight} must be a non-negative number")
+        if facet_loss_weight and not recommender.item_embedding.facet_labels:
+            raise ValueError("facet_loss_weight > 0 needs a model built with item_facets")
+        self.facet_loss_weight = float(facet_loss_weight)
         self.recommender = recommender
         self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
         self.head = head
@@ -426,6 +466,52 @@ class RecommenderTrainer(keras.Model):
     @property
     def num_items(self):
         return self.recommender.num_items
+
+    def _outputs(self, logits, facets):
+        """What `call` returns: the logits, or with the facet loss a dict of logits and facet logits."""
+        if not self.facet_loss_weight:
+            return logits
+        embedding = self.recommender.item_embedding
+        rows = [embedding.facet_rows(k) for k in range(len(embedding.facet_labels))]
+        return {"logits": logits, "facet_logits": self.head.facet_logits(facets, rows)}
+
+    def _score_positions(self, features, item_table, training=None):
+        """Full-softmax logits `[..., num_items + 1]` and the facet vectors, from the head's parts."""
+        user, items, facets, _ = score_factors_of(self.head, features, item_table, training=training)
+        return mask_padding_scores(score_items(user, items)), facets
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The recommendation loss, plus `facet_loss_weight` times the facet loss (`facet_cross_entropy`)."""
+        if not isinstance(y_pred, dict):
+            return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred["logits"], sample_weight=sample_weight, training=training)
+        targets = keras.ops.cast(y, "int32")
+        labels = [keras.ops.take(v, targets, axis=0) for v in self.recommender.item_embedding.facet_labels]
+        return loss + self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels)
+
+
+class AllPositionsTrainer(RecommenderTrainer):
+    """Trains a built `SASRec`/`FAME` on every position with the full softmax, like `model.fit`, plus the facet loss.
+
+    `model.fit` on the recommender itself trains the recommendation loss
+    only; this trainer computes the same logits from the head's parts
+    (`user_vectors`, `item_matrix`) and, with `facet_loss_weight > 0`, adds
+    the auxiliary facet loss (`keras_fame.losses.facet_cross_entropy`), for
+    which the targets are needed. Save the wrapped model, not the trainer.
+
+    Example:
+    >>> from keras_fame.models import SASRec
+    >>> model = SASRec(num_items=20, hidden_dim=8, max_len=5, item_facets=[np.arange(21) % 3])
+    >>> trainer = AllPositionsTrainer(model, facet_loss_weight=0.5)
+    >>> trainer.compile(optimizer="adam", loss=MaskedSoftmaxCrossEntropy())
+    >>> x = np.array([[0, 1, 2, 3, 4]], "int32")
+    >>> float(trainer.train_on_batch(x, np.array([[0, 2, 3, 4, 5]]))) > 0
+    True
+    """
+
+    def call(self, inputs, training=None):
+        features, item_table = self.encoder(inputs, training=training)
+        return self._outputs(*self._score_positions(features, item_table, training=training))
 
 
 class _NewestPositionHead(keras.layers.Layer):
@@ -442,7 +528,7 @@ class _NewestPositionHead(keras.layers.Layer):
         self.explain = explain
 
     def call(self, features, item_table):
-        if not hasattr(self.head, "gates"):
+        if not self.head.has_gates:
             return {"scores": self.head.call(features, item_table)}
         outputs = self.head.call(
             features, item_table, return_gates=True, return_head_scores=self.explain, training=False
@@ -454,14 +540,13 @@ class _NewestPositionHead(keras.layers.Layer):
 def score_factors_of(head, features, item_table, training=None):
     """A scoring head's scores as one dot product: `(user [..., D], items [V + 1, D], facets, gates)`.
 
-    SASRec (`ItemScores`): the features and the item table (Eq. 6), no
-    facets or gates (None). FAME (`FacetGatedHead`): the gated facets and the
-    projected table (Eq. 11), with `F` and `g`.
+    SASRec (`ItemScores`): the features and the item table (Eq. 6), the
+    features again as facet vectors, no gates (None). FAME
+    (`FacetGatedHead`): the gated facets and the projected table (Eq. 11),
+    with `F` and `g`.
     """
-    if not hasattr(head, "gates"):
-        return features, item_table, None, None
     user, facets, gates = head.user_vectors(features, training=training)
-    return user, head.projected_items(item_table), facets, gates
+    return user, head.item_matrix(item_table), facets, gates
 
 
 class _UserVector(keras.layers.Layer):
@@ -472,8 +557,6 @@ class _UserVector(keras.layers.Layer):
         self.head = head
 
     def call(self, features):
-        if not hasattr(self.head, "gates"):
-            return features
         return self.head.user_vectors(features, training=False)[0]
 
 
