@@ -100,7 +100,7 @@ PLANS["facets"] = {
     "facets_fusion": FACETS,
     "facets_aux0.5": [*FACETS, "--facet-loss-weight", "0.5"],
     "facets_fusion_fameaux0.5": [*FACETS, "--fame-facet-loss-weight", "0.5"],
-    "facets_aux0.5_t0.5": [*FACETS, "--facet-loss-weight", "0.5", "--gate-temperature", "0.5"],
+    "facets_fusion_fameaux0.5_t0.5": [*FACETS, "--fame-facet-loss-weight", "0.5", "--gate-temperature", "0.5"],
     "facets_aux2": [*FACETS, "--facet-loss-weight", "2"],
     "facets_sum_aux0.5": [*FACETS, "--facet-fusion", "sum", "--facet-loss-weight", "0.5"],
 }

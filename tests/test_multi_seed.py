@@ -168,3 +168,26 @@ def test_compare_table_pairs_configurations_or_a_configuration_s_two_models(load
     assert row.startswith("| toys | y SASRec | x SASRec | 2 / 2 | 0.3500 | 0.1500 | -0.2000 |")
     with pytest.raises(ValueError, match="sasrec or fame"):
         runner.compare_table("t", [("x:bert", "y")])
+
+
+def test_a_fame_stage_variant_starts_from_its_siblings_finished_sasrec_stage(load_script, monkeypatch, tmp_path):
+    runner = _runner(load_script, monkeypatch, tmp_path)
+    base = ["--text-init", "pca", "--item-facets", "auto"]
+    variant = [*base, "--fame-facet-loss-weight", "0.5", "--gate-temperature", "0.5"]
+    donor = tmp_path / "runs" / runner.run_key("toys", base, 0)
+    donor.mkdir(parents=True)
+    (donor / "flags.json").write_text(json.dumps({"dataset": "toys", "flags": base, "seed": 0}))
+    finished = {"config": {"seed": 0}, "sasrec": {"test": {"x": 1}}, "fame": {"test": {"y": 2}}, "table": "t"}
+    (donor / "results.json").write_text(json.dumps(finished))
+    out = str(tmp_path / "runs" / runner.run_key("toys", variant, 0))
+    assert runner.reuse_sibling_sasrec("toys", variant, 0, out) is None  # no sasrec.keras yet: not finished
+    (donor / "sasrec.keras").write_bytes(b"model")
+    (donor / "text_table.npy").write_bytes(b"table")
+    assert runner.reuse_sibling_sasrec("toys", variant, 1, out) is None  # another seed
+    assert runner.reuse_sibling_sasrec("toys", [*variant, "--dropout", "0.1"], 0, out) is None  # a SASRec flag differs
+    assert runner.reuse_sibling_sasrec("toys", [*base, "--facet-loss-weight", "0.5"], 0, out) is None  # SASRec-stage loss
+    assert runner.reuse_sibling_sasrec("toys", variant, 0, out) == str(donor)
+    copied = json.loads(open(os.path.join(out, "results.json")).read())
+    assert copied == {"config": {"seed": 0}, "sasrec": {"test": {"x": 1}}}  # its FAME stage is not carried over
+    assert open(os.path.join(out, "sasrec.keras"), "rb").read() == b"model"
+    assert runner.reuse_sibling_sasrec("toys", variant, 0, out) is None  # the folder has started: never overwritten

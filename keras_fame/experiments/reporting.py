@@ -69,6 +69,60 @@ def machine_description():
     }
 
 
+PROVENANCE_PACKAGES = ("keras", "tensorflow", "jax", "jaxlib", "numpy", "keras-hub", "keras-rs", "torch")
+
+
+def git_state(path=None):
+    """`{"commit": sha, "dirty": bool}` of the checkout holding `path` (default: this package), or None outside git."""
+    import subprocess
+
+    folder = os.path.dirname(os.path.abspath(path or __file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True, text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def package_versions(names=PROVENANCE_PACKAGES):
+    """Installed versions of `names` (`importlib.metadata`); packages that are not installed are left out."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def provenance(argv=None):
+    """Where a result comes from: the command line, git commit (and dirty flag), machine and package versions.
+
+    Every result file the harness and the benchmarks write records this
+    (`results.json` under `provenance`; a resumed run appends an entry).
+    """
+    import sys
+    import time
+
+    argv = sys.argv if argv is None else argv
+    return {
+        "command": " ".join([os.path.basename(sys.executable), *argv]),
+        "cwd": os.getcwd(),
+        "git": git_state(),
+        "machine": machine_description(),
+        "packages": package_versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 def format_comparison(dataset, rows):
     """A text table of `{label: metrics}` rows beside the paper's FAME row."""
     header = f"{'model':<34}" + "".join(f"{m:>9}" for m in METRIC_ORDER)

@@ -319,6 +319,7 @@ def check_item_facets(item_facets, num_items, facet_vocab_sizes=None):
             if labels.dtype.kind != "f" or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
                 raise ValueError(f"item_facets[{k}] must hold integer label ids, got dtype {labels.dtype}")
         labels = labels.astype(np.int64)
+        labels[0] = 0  # row 0 is padding, whatever it holds
         bad = np.flatnonzero(labels < 0)
         if len(bad):
             raise ValueError(f"item_facets[{k}][{bad[0]}] = {labels[bad[0]]}: labels are 0 (none) or positive")
@@ -328,9 +329,7 @@ def check_item_facets(item_facets, num_items, facet_vocab_sizes=None):
                 raise ValueError(
                     f"item_facets[{k}][{over[0]}] = {labels[over[0]]} is above the facet's {facet_vocab_sizes[k]} labels"
                 )
-        labels = labels.astype(np.int32)
-        labels[0] = 0
-        arrays.append(labels)
+        arrays.append(labels.astype(np.int32))
     if facet_vocab_sizes is not None and len(arrays) != len(facet_vocab_sizes):
         raise ValueError(f"item_facets has {len(arrays)} facets, the layer was built for {len(facet_vocab_sizes)}")
     return arrays

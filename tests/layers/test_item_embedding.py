@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from keras_fame.layers import ItemEmbedding, TransformerBlock
 from keras_fame.testing import run_layer_test
@@ -59,3 +60,81 @@ def test_transformer_block_contract_and_causality():
     later[:, 3:] += 1.0
     np.testing.assert_allclose(np.asarray(block(later, mask))[:, :3], base[:, :3], atol=1e-5)
     assert np.all(base[1, :2] == 0)
+
+
+def _facet_layer(fusion, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = [rng.integers(0, 4, 11), rng.integers(0, 3, 11)]
+    layer = ItemEmbedding(num_items=10, hidden_dim=8, max_len=6, facet_vocab_sizes=[3, 2], facet_fusion=fusion)
+    layer.build((None, None))
+    layer.set_item_facets([np.minimum(labels[0], 3), np.minimum(labels[1], 2)])
+    return layer
+
+
+def test_facet_layer_contract():
+    ids = np.array([[0, 0, 3, 7], [1, 2, 3, 4]], "int32")
+    run_layer_test(
+        ItemEmbedding,
+        {"num_items": 10, "hidden_dim": 8, "max_len": 6, "facet_vocab_sizes": [3, 2], "facet_fusion": "slice"},
+        (ids,),
+        expected_output_shape=(2, 4, 8),
+        expected_num_trainable_weights=6,  # items, positions, LayerNorm gamma/beta, two facet tables
+    )
+
+
+@pytest.mark.parametrize("fusion", ["slice", "sum"])
+def test_fused_item_table_equals_numpy(fusion):
+    layer = _facet_layer(fusion)
+    ids = np.asarray(layer.item_embeddings)
+    labels = [np.asarray(v) for v in layer.facet_labels]
+    tables = [np.asarray(v).copy() for v in layer.facet_embeddings]
+    for table in tables:
+        table[0] = 0.0  # label 0 (no label) adds nothing
+    parts = [table[l] for table, l in zip(tables, labels)]
+    expected = ids + (np.concatenate(parts, axis=1) if fusion == "slice" else parts[0] + parts[1])
+    np.testing.assert_allclose(np.asarray(layer.item_table()), expected, rtol=1e-6, atol=1e-7)
+    # Facet k's rows in the item space are what label c adds to a row of the table.
+    for k, table in enumerate(tables):
+        rows = np.asarray(layer.facet_rows(k))
+        assert rows.shape == (len(table), 8)
+        if fusion == "slice":
+            np.testing.assert_allclose(rows[:, 4 * k : 4 * k + 4], table, atol=1e-7)
+            assert not rows[:, [c for c in range(8) if not 4 * k <= c < 4 * k + 4]].any()
+        else:
+            np.testing.assert_allclose(rows, table, atol=1e-7)
+
+
+def test_changing_one_items_label_changes_exactly_its_row():
+    layer = _facet_layer("slice")
+    before = np.asarray(layer.item_table())
+    labels = [np.asarray(v).copy() for v in layer.facet_labels]
+    labels[1][5] = (labels[1][5] % 2) + 1  # another label of facet 1 for item 5
+    layer.set_item_facets(labels)
+    after = np.asarray(layer.item_table())
+    changed = np.flatnonzero(np.abs(after - before).sum(axis=1) > 0)
+    assert changed.tolist() == [5]
+    # Only facet 1's slice of that row moved.
+    assert np.allclose(after[5, :4], before[5, :4]) and not np.allclose(after[5, 4:], before[5, 4:])
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([np.zeros(10, int), np.zeros(11, int)], r"item_facets\[0\] has shape"),
+        ([np.full(11, -1), np.zeros(11, int)], r"item_facets\[0\]\[1\] = -1"),
+        ([np.zeros(11, int), np.full(11, 3)], r"item_facets\[1\]\[1\] = 3 is above the facet's 2 labels"),
+        ([np.full(11, 1.5), np.zeros(11, int)], r"item_facets\[0\] must hold integer label ids"),
+        ([np.zeros(11, int)], "has 1 facets, the layer was built for 2"),
+    ],
+)
+def test_bad_facet_labels_are_refused_naming_the_facet_and_item(labels, message):
+    layer = _facet_layer("slice")
+    with pytest.raises(ValueError, match=message):
+        layer.set_item_facets(labels)
+
+
+def test_slice_fusion_needs_a_divisible_width():
+    with pytest.raises(ValueError, match="divisible by the number of facets"):
+        ItemEmbedding(num_items=10, hidden_dim=8, max_len=6, facet_vocab_sizes=[3, 2, 2], facet_fusion="slice")
+    with pytest.raises(ValueError, match="facet_fusion='mean'"):
+        ItemEmbedding(num_items=10, hidden_dim=8, max_len=6, facet_vocab_sizes=[3], facet_fusion="mean")
