@@ -462,6 +462,47 @@ def summarize(plan, metrics=("ndcg@10", "hr@10", "ndcg@20", "hr@20"), protocols=
     return "\n".join(lines)
 
 
+def selection_table(plans, metric="ndcg@10", datasets=None):
+    """Markdown: the validation `metric` at each run's selected epoch, mean ± std over seeds (what a choice rests on).
+
+    One row per (dataset, configuration, model) with a finished run: the
+    best epoch's validation value (the epoch early stopping kept, by the
+    run's monitor), mean ± std and each seed; for FAME also the gate's mean
+    entropy at that epoch where the run recorded it (`head_diagnostics`,
+    2048 validation users; `log H` = a gate that does not route) and each
+    head's own validation NDCG@10 there. No test numbers: choose here,
+    then report the chosen configuration's test metrics once.
+    """
+    configurations = plan_configurations(plans)
+    groups = collect(configurations)
+    lines = [f"| dataset | configuration | model | seeds | validation {metric} | gate entropy (log H) | heads' own ndcg@10 |",
+             "|---|---|---|---|---|---|---|"]
+    for (dataset, config, model), runs in in_table_order(groups, configurations):
+        if config == EARLIER_LABEL or (datasets and dataset not in datasets):
+            continue
+        runs = sorted(runs, key=lambda run: run[0])
+        values, entropies, heads = [], [], []
+        for _, _, result in runs:
+            training = result.get(model, {}).get("training", {})
+            if "best_validation" not in training:
+                continue
+            values.append(training["best_validation"][metric])
+            at_best = [d for d in training.get("head_diagnostics", []) if d["epoch"] == training["best_epoch"]]
+            if at_best:
+                entropies.append((at_best[0]["gate_entropy"], at_best[0]["gate_entropy_max"]))
+                heads.append([h["ndcg@10"] for h in at_best[0]["head_metrics"]])
+        if not values:
+            continue
+        values = np.array(values)
+        each = ", ".join(f"{v:.4f}" for v in values)
+        cell = f"{values[0]:.4f} (one seed)" if len(values) == 1 else f"{values.mean():.4f} ± {values.std(ddof=1):.4f} ({each})"
+        gate = f"{np.mean([e for e, _ in entropies]):.3f} ({entropies[0][1]:.3f})" if entropies else ""
+        own = " / ".join(f"{v:.4f}" for v in np.mean(heads, axis=0)) if heads else ""
+        seeds = ",".join(str(run[0]) for run in runs)
+        lines.append(f"| {dataset} | {config} | {MODEL_LABEL[model]} | {seeds} | {cell} | {gate} | {own} |")
+    return "\n".join(lines)
+
+
 _EPOCH_LINE = re.compile(r"^Epoch (\d+): (val_.*)\(exclude_history")
 _METRIC = re.compile(r"val_(\w+@\d+)=([0-9.]+)")
 
@@ -539,6 +580,10 @@ def main(argv=None):
     summary.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
     summary.add_argument("--epochs", action="store_true", help="also how long each run trained")
     summary.add_argument("--target", type=float, help="with --epochs: the first epoch reaching this validation NDCG@10")
+    select = sub.add_parser("selection", help="validation metric at the selected epoch, mean ± std (no test numbers)")
+    select.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["facets"])
+    select.add_argument("--dataset", action="append", choices=("toys", "beauty"))
+    select.add_argument("--metric", default="ndcg@10")
     versus = sub.add_parser("compare", help="is B above A? difference, in std, Welch and paired t-tests")
     versus.add_argument("--plan", choices=sorted(PLANS), nargs="+", default=["text_pretraining"])
     versus.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"),
@@ -552,6 +597,9 @@ def main(argv=None):
         print(summarize(args.plan))
         if args.epochs:
             print(training_table(args.plan, args.target))
+        return 0
+    if args.command == "selection":
+        print(selection_table(args.plan, args.metric, args.dataset))
         return 0
     if args.command == "compare":
         known = {name for p in args.plan for name in PLANS[p]} | {EARLIER_LABEL}

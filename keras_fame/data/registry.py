@@ -52,15 +52,19 @@ DATASET_FILES = {key: (key, d.sequence_file) for key, d in DATASETS.items()}
 ITEM_TEXT_FILES = {key: d.item_text_file for key, d in DATASETS.items() if d.item_text_file}
 
 
-def find_sequence_file(dataset, data_dir=None):
+def find_sequence_file(dataset, data_dir=None, fall_back=True):
     """Locates `<data_dir>/<dataset>/<File>.txt` (or `<data_dir>/<File>.txt`).
 
-    `data_dir` defaults to `$FAME_DATA_DIR`, then `../shared/data` beside
-    the checkout. Returns the path or None.
+    Looks in `data_dir`, then (with `fall_back`, the default) `$FAME_DATA_DIR`
+    and `../shared/data` beside the checkout. `fall_back=False` looks in
+    `data_dir` alone (an explicit folder that lacks the file is then not
+    replaced by another one). Returns the path or None.
     """
     folder, name = DATASET_FILES[dataset]
     checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    candidates = [data_dir, os.environ.get("FAME_DATA_DIR"), os.path.join(checkout, "..", "shared", "data")]
+    candidates = [data_dir]
+    if fall_back:
+        candidates += [os.environ.get("FAME_DATA_DIR"), os.path.join(checkout, "..", "shared", "data")]
     for root in filter(None, candidates):
         for path in (os.path.join(root, folder, name), os.path.join(root, name)):
             if os.path.isfile(path):

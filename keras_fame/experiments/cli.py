@@ -1,8 +1,10 @@
 """The training command line (`examples/train_*.py`, `keras-fame train`): flags -> `PipelineConfig` -> `run_pipeline`."""
 
 import argparse
+import dataclasses
 import importlib.util
 import os
+import re
 import sys
 
 from keras_fame.data.registry import DATASET_FILES, DATASETS, ITEM_TEXT_FILES, find_sequence_file  # noqa: F401
@@ -23,6 +25,19 @@ RECIPES = {
         "patience": 10,
         "epochs": 200,
     },
+}
+
+
+# `PipelineConfig` fields -> the flag that sets them, for error messages.
+CONFIG_FLAGS = {
+    "hidden_dim": "--hidden-dim", "num_heads": "--heads", "num_experts": "--experts", "num_blocks": "--blocks",
+    "max_len": "--max-len", "dropout": "--dropout", "sasrec_heads": "--sasrec-heads", "epochs": "--epochs",
+    "fame_epochs": "--fame-epochs", "learning_rate": "--lr", "batch_size": "--batch-size", "patience": "--patience",
+    "every_n_epochs": "--eval-every", "seed": "--seed", "fame_warmup_epochs": "--fame-warmup-epochs",
+    "fame_dropout": "--fame-dropout", "negatives": "--sampled-softmax", "sampler": "--sampler",
+    "facet_fusion": "--facet-fusion", "facet_loss_weight": "--facet-loss-weight",
+    "fame_facet_loss_weight": "--fame-facet-loss-weight", "gate_temperature": "--gate-temperature",
+    "head_diagnostics_users": "--head-diagnostics-users", "monitor": "--monitor",
 }
 
 
@@ -163,8 +178,6 @@ def main(dataset, argv=None):
             setattr(args, dest, value(args) if callable(value) else value)
     if args.sampler in ("uniform", "popularity") and args.sampler != D.sampler and args.sampled_softmax is None:
         parser.error(f"--sampler {args.sampler} needs --sampled-softmax NEGATIVES")
-    if args.sampled_softmax is not None and args.sampled_softmax < 1:
-        parser.error("--sampled-softmax takes a positive number of negatives")
     if args.w_f_gain is not None and args.w_f_init != "identity":
         parser.error("--w-f-gain sets the gain of the identity start; it has no effect with --w-f-init random")
     if args.text_pretrain:
@@ -175,6 +188,48 @@ def main(dataset, argv=None):
         parser.error("--text-frozen / --item-text need --text-init pca|facet (or --text-pretrain)")
     if args.text_init not in (None, "none") and args.sasrec_model:
         parser.error("--text-init starts SASRec's item table; it cannot apply to a loaded --sasrec-model")
+    if args.item_attributes is not None and not os.path.isfile(args.item_attributes):
+        print(f"error: --item-attributes {args.item_attributes}: no such file", file=sys.stderr)
+        return 2
+    try:
+        config = PipelineConfig(
+            hidden_dim=args.hidden_dim,
+            num_heads=args.heads,
+            num_experts=args.experts,
+            num_blocks=args.blocks,
+            max_len=args.max_len,
+            dropout=args.dropout,
+            sasrec_heads=args.sasrec_heads,
+            epochs=args.epochs,
+            fame_epochs=args.fame_epochs,
+            learning_rate=args.lr,
+            batch_size=args.batch_size,
+            patience=args.patience,
+            every_n_epochs=args.eval_every,
+            seed=args.seed,
+            skip_fame=args.sasrec_only,
+            fame_warmup_epochs=args.fame_warmup_epochs,
+            fame_dropout=args.fame_dropout,
+            item_projection_initializer=(
+                HeadSliceIdentity(args.w_f_gain) if args.w_f_init == "identity" else "glorot_uniform"
+            ),
+            backbone=_backbone_options(args),
+            every_prefix=args.every_prefix,
+            monitor=f"val_{args.monitor}",
+            deterministic=args.deterministic,
+            negatives=args.sampled_softmax,
+            sampler=args.sampler,
+            mixed_precision=args.mixed_precision,
+            item_attributes_file=args.item_attributes,
+            facet_fusion=args.facet_fusion,
+            facet_loss_weight=args.facet_loss_weight,
+            fame_facet_loss_weight=args.fame_facet_loss_weight,
+            gate_temperature=args.gate_temperature,
+            head_diagnostics_users=args.head_diagnostics_users,
+        )
+    except ValueError as error:
+        # Name the flags, not the fields: "hidden_dim=64 is not divisible by num_heads=3" -> "--hidden-dim=64 ... --heads=3".
+        parser.error(re.sub(r"\b([a-z_]+)=", lambda m: f"{CONFIG_FLAGS.get(m.group(1), m.group(1))}=", str(error)))
     from keras_fame.data.item_facets import parse_facet_names
 
     try:
@@ -183,15 +238,7 @@ def main(dataset, argv=None):
         parser.error(f"--item-facets: {error}")
     if not item_facets and (args.facet_loss_weight or args.fame_facet_loss_weight or args.item_attributes):
         parser.error("--facet-loss-weight, --fame-facet-loss-weight and --item-attributes need --item-facets")
-    for flag in ("facet_loss_weight", "fame_facet_loss_weight"):
-        value = getattr(args, flag)
-        if value is not None and not value >= 0:
-            parser.error(f"--{flag.replace('_', '-')} {value}: must be 0 or more")
-    if not args.gate_temperature > 0:
-        parser.error(f"--gate-temperature {args.gate_temperature}: must be positive")
-    if args.item_attributes is not None and not os.path.isfile(args.item_attributes):
-        print(f"error: --item-attributes {args.item_attributes}: no such file", file=sys.stderr)
-        return 2
+    config = dataclasses.replace(config, item_facets=item_facets)
     # Unless asked, the item table starts from text (facet pre-training) where the dataset has item text.
     explicit_text = args.text_init is not None
     if args.text_init is None:
@@ -218,7 +265,16 @@ def main(dataset, argv=None):
             print(f"error: {error}", file=sys.stderr)
             return 2
         item_ids_file = os.path.join(args.output_dir, "data", f"{dataset}_item_ids.json")
-    path = args.sequence_file or find_sequence_file(dataset, args.data_dir)
+    if args.data_dir is not None and args.sequence_file is None:
+        if not os.path.isdir(args.data_dir):
+            print(f"error: --data-dir {args.data_dir}: no such folder", file=sys.stderr)
+            return 2
+    path = args.sequence_file or find_sequence_file(dataset, args.data_dir, fall_back=args.data_dir is None)
+    if path is None and args.data_dir is not None:
+        folder, name = DATASET_FILES[dataset]
+        print(f"error: --data-dir {args.data_dir} holds no {folder}/{name} (nor {name}); an explicit --data-dir is "
+              "the only place looked in", file=sys.stderr)
+        return 2
     if path is None:
         folder, name = DATASET_FILES[dataset]
         print(
@@ -256,43 +312,7 @@ def main(dataset, argv=None):
             head_layers=args.pretrain_head_layers,
             whiten=args.pca_whiten,
         )
-    config = PipelineConfig(
-        hidden_dim=args.hidden_dim,
-        num_heads=args.heads,
-        num_experts=args.experts,
-        num_blocks=args.blocks,
-        max_len=args.max_len,
-        dropout=args.dropout,
-        sasrec_heads=args.sasrec_heads,
-        epochs=args.epochs,
-        fame_epochs=args.fame_epochs,
-        learning_rate=args.lr,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        every_n_epochs=args.eval_every,
-        seed=args.seed,
-        skip_fame=args.sasrec_only,
-        fame_warmup_epochs=args.fame_warmup_epochs,
-        fame_dropout=args.fame_dropout,
-        item_projection_initializer=(
-            HeadSliceIdentity(args.w_f_gain) if args.w_f_init == "identity" else "glorot_uniform"
-        ),
-        text_start=text_start,
-        backbone=_backbone_options(args),
-        every_prefix=args.every_prefix,
-        monitor=f"val_{args.monitor}",
-        deterministic=args.deterministic,
-        negatives=args.sampled_softmax,
-        sampler=args.sampler,
-        mixed_precision=args.mixed_precision,
-        item_facets=item_facets,
-        item_attributes_file=args.item_attributes,
-        facet_fusion=args.facet_fusion,
-        facet_loss_weight=args.facet_loss_weight,
-        fame_facet_loss_weight=args.fame_facet_loss_weight,
-        gate_temperature=args.gate_temperature,
-        head_diagnostics_users=args.head_diagnostics_users,
-    )
+    config = dataclasses.replace(config, text_start=text_start)
     from keras_fame.data import DataFormatError
 
     try:

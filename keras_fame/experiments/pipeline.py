@@ -18,7 +18,10 @@ from keras_fame.data import leave_one_out, read_sequences
 from keras_fame.experiments.reporting import PAPER_FAME, format_comparison, machine_description, write_json_atomic
 from keras_fame.models import FAME, SASRec
 from keras_fame.training import _json_default, evaluate_test_set, fit_with_early_stopping
+from keras_fame.layers.item_embedding import FACET_FUSIONS
+from keras_fame.sampled_softmax import SAMPLERS
 from keras_fame.utils import dtype_policy, replace_atomically, save_model_atomic, set_deterministic
+from keras_fame.validation import divisible, non_negative_float, non_negative_int, positive_float, positive_int, rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +205,34 @@ class PipelineConfig:
     fame_facet_loss_weight: float = None
     gate_temperature: float = 1.0
     head_diagnostics_users: int = 2048
+
+    def __post_init__(self):
+        """Refuses impossible settings at once, naming the field (`ValueError("field=value: allowed")`)."""
+        for name in ("hidden_dim", "num_heads", "num_experts", "num_blocks", "max_len", "epochs", "batch_size",
+                     "every_n_epochs"):
+            positive_int(name, getattr(self, name))
+        for name in ("patience", "seed", "fame_warmup_epochs", "fame_epochs", "head_diagnostics_users"):
+            non_negative_int(name, getattr(self, name))
+        divisible("hidden_dim", self.hidden_dim, "num_heads", self.num_heads)
+        if self.sasrec_heads is not None:
+            divisible("hidden_dim", self.hidden_dim, "sasrec_heads", positive_int("sasrec_heads", self.sasrec_heads))
+        rate("dropout", self.dropout)
+        if self.fame_dropout is not None:
+            rate("fame_dropout", self.fame_dropout)
+        positive_float("learning_rate", self.learning_rate)
+        positive_float("gate_temperature", self.gate_temperature)
+        non_negative_float("facet_loss_weight", self.facet_loss_weight)
+        if self.fame_facet_loss_weight is not None:
+            non_negative_float("fame_facet_loss_weight", self.fame_facet_loss_weight)
+        if self.negatives is not None:
+            positive_int("negatives", self.negatives)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler={self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
+        if self.facet_fusion not in FACET_FUSIONS:
+            raise ValueError(f"facet_fusion={self.facet_fusion!r}: must be one of {', '.join(FACET_FUSIONS)}")
+        metric = self.monitor.removeprefix("val_")
+        if metric.split("@")[0] not in ("ndcg", "hr") or not metric.split("@")[-1].isdigit():
+            raise ValueError(f"monitor={self.monitor!r}: must be val_ndcg@K or val_hr@K")
 
 
 def run_pipeline(

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_fame.layers.item_scores import mask_padding_scores, score_items
+from keras_fame.validation import no_unknown_kwargs, positive_float, positive_int, rate
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -108,13 +109,12 @@ class FacetGatedHead(keras.layers.Layer):
         gate_temperature=1.0,
         **kwargs,
     ):
+        no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
-        if not float(gate_temperature) > 0:
-            raise ValueError(f"gate_temperature={gate_temperature} must be positive")
-        self.gate_temperature = float(gate_temperature)
-        self.num_heads = int(num_heads)
-        self.head_dim = int(head_dim)
-        self.dropout = float(dropout)
+        self.gate_temperature = positive_float("gate_temperature", gate_temperature)
+        self.num_heads = positive_int("num_heads", num_heads)
+        self.head_dim = positive_int("head_dim", head_dim)
+        self.dropout = rate("dropout", dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.item_projection_initializer = keras.initializers.get(item_projection_initializer or HeadSliceIdentity())

@@ -2,6 +2,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fame.validation import no_unknown_kwargs, positive_float, positive_int, rate
+
 FACET_FUSIONS = ("slice", "sum")
 
 
@@ -114,7 +116,10 @@ class ItemEmbedding(keras.layers.Layer):
         facet_fusion="slice",
         **kwargs,
     ):
+        no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
+        num_items, hidden_dim = positive_int("num_items", num_items), positive_int("hidden_dim", hidden_dim)
+        max_len, dropout = positive_int("max_len", max_len), rate("dropout", dropout)
         self.facet_vocab_sizes = None if not facet_vocab_sizes else tuple(int(c) for c in facet_vocab_sizes)
         if facet_fusion not in FACET_FUSIONS:
             raise ValueError(f"facet_fusion={facet_fusion!r}: expected one of {FACET_FUSIONS}")
@@ -129,8 +134,9 @@ class ItemEmbedding(keras.layers.Layer):
                 )
         if offset_max_norm is not None and not item_content:
             raise ValueError("offset_max_norm bounds the ID offset of item_content=True; the table has no offset")
-        if not 0.0 <= float(offset_dropout) < 1.0:
-            raise ValueError(f"offset_dropout={offset_dropout} must be in [0, 1)")
+        offset_dropout = rate("offset_dropout", offset_dropout)
+        if offset_max_norm is not None:
+            offset_max_norm = positive_float("offset_max_norm", offset_max_norm)
         if offset_dropout and not item_content:
             raise ValueError("offset_dropout drops the ID offset of item_content=True; the table has no offset")
         if learn_content_scale and not item_content:

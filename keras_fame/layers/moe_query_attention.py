@@ -3,6 +3,8 @@ import math
 import keras
 from keras import ops
 
+from keras_fame.validation import no_unknown_kwargs, positive_int, rate
+
 # Large negative, finite: a fully masked row (a padded query at the left of a
 # left-padded sequence) then gives a uniform softmax instead of NaN.
 _MASK_VALUE = -1e9
@@ -69,11 +71,12 @@ class MoEQueryAttention(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
+        no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
-        self.num_heads = int(num_heads)
-        self.head_dim = int(head_dim)
-        self.num_experts = int(num_experts)
-        self.dropout = float(dropout)
+        self.num_heads = positive_int("num_heads", num_heads)
+        self.head_dim = positive_int("head_dim", head_dim)
+        self.num_experts = positive_int("num_experts", num_experts)
+        self.dropout = rate("dropout", dropout)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_fame.layers.moe_query_attention import MoEQueryAttention
+from keras_fame.validation import divisible, no_unknown_kwargs, positive_int, rate
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -51,13 +52,13 @@ class TransformerBlock(keras.layers.Layer):
         activation="relu",
         **kwargs,
     ):
+        no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
-        if hidden_dim % num_heads:
-            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
-        self.hidden_dim = int(hidden_dim)
-        self.num_heads = int(num_heads)
-        self.intermediate_dim = int(intermediate_dim or hidden_dim)
-        self.dropout = float(dropout)
+        self.hidden_dim = positive_int("hidden_dim", hidden_dim)
+        self.num_heads = positive_int("num_heads", num_heads)
+        divisible("hidden_dim", self.hidden_dim, "num_heads", self.num_heads)
+        self.intermediate_dim = positive_int("intermediate_dim", intermediate_dim or hidden_dim)
+        self.dropout = rate("dropout", dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.activation = activation

@@ -3,6 +3,7 @@ import numpy as np  # noqa: F401  (doctest)
 
 from keras_fame.layers import FacetGatedHead, FacetMoEBlock, MoEQueryAttention
 from keras_fame.layers.item_embedding import facet_vocab_sizes_of
+from keras_fame.validation import positive_float, positive_int
 from keras_fame.models.sequential_recommender import SequentialRecommender, scoring_dtype
 from keras_fame.utils import dtype_policy
 
@@ -131,8 +132,14 @@ class FAME(SequentialRecommender):
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
+        self._check_backbone(
+            "FAME", kwargs, num_items, hidden_dim, num_blocks, max_len, dropout, intermediate_dim, layer_norm_epsilon
+        )
         num_heads = _alias("num_heads", num_heads, "heads", heads, default=4)
         num_experts = _alias("num_experts", num_experts, "experts", experts, default=8)
+        positive_float("gate_temperature", gate_temperature)
+        if block_heads is not None:
+            positive_int("block_heads", block_heads)
         if num_blocks < 1:
             raise ValueError(f"num_blocks={num_blocks}: FAME needs at least the MoE block")
         if hidden_dim % num_heads:
@@ -288,6 +295,9 @@ class FAME(SequentialRecommender):
 
 
 def _alias(name, value, alias, alias_value, default):
+    for label, given in ((name, value), (alias, alias_value)):
+        if given is not None:
+            positive_int(label, given)
     if value is not None and alias_value is not None and int(value) != int(alias_value):
         raise ValueError(f"{name}={value} and its alias {alias}={alias_value} disagree: give one of them")
     for given in (value, alias_value):

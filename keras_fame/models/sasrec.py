@@ -2,6 +2,7 @@ import keras
 
 from keras_fame.layers import ItemScores
 from keras_fame.layers.item_embedding import facet_vocab_sizes_of
+from keras_fame.validation import positive_int
 from keras_fame.models.sequential_recommender import SequentialRecommender, scoring_dtype
 
 
@@ -91,6 +92,12 @@ class SASRec(SequentialRecommender):
         facet_fusion="slice",
         **kwargs,
     ):
+        self._check_backbone(
+            "SASRec", kwargs, num_items, hidden_dim, num_blocks, max_len, dropout, intermediate_dim, layer_norm_epsilon
+        )
+        positive_int("num_heads", num_heads)
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
         if item_facets is not None and facet_vocab_sizes is None:
             facet_vocab_sizes = facet_vocab_sizes_of(item_facets)
 

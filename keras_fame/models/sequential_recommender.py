@@ -1,5 +1,7 @@
 """What SASRec and FAME share: the functional skeleton, scoring and inference."""
 
+import numbers
+
 import keras
 import numpy as np
 
@@ -8,6 +10,7 @@ from keras_fame.layers import ItemEmbedding, LastPosition, TransformerBlock
 from keras_fame.layers.item_embedding import check_item_facets
 from keras_fame.layers.item_scores import mask_padding_scores, score_items
 from keras_fame.losses import MaskedSoftmaxCrossEntropy, facet_cross_entropy
+from keras_fame.validation import MODEL_KWARGS, no_unknown_kwargs, positive_float, positive_int, rate
 from keras_fame.utils import dtype_policy
 
 
@@ -36,6 +39,20 @@ class SequentialRecommender(keras.Model):
     """
 
     has_gates = False  # FAME's head has a gate over heads (Eq. 10); SASRec's does not
+
+    @staticmethod
+    def _check_backbone(owner, kwargs, num_items, hidden_dim, num_blocks, max_len, dropout, intermediate_dim,
+                        layer_norm_epsilon):
+        """Refuses impossible backbone sizes (`ValueError` naming the argument) and unknown keywords (`TypeError`)."""
+        no_unknown_kwargs(owner, kwargs, MODEL_KWARGS)
+        positive_int("num_items", num_items)
+        positive_int("hidden_dim", hidden_dim)
+        positive_int("num_blocks", num_blocks)
+        positive_int("max_len", max_len)
+        rate("dropout", dropout)
+        if intermediate_dim is not None:
+            positive_int("intermediate_dim", intermediate_dim)
+        positive_float("layer_norm_epsilon", layer_norm_epsilon)
 
     def _embed_and_encode(self, item_ids, num_blocks):
         """Shared embedding + the first `num_blocks` SASRec blocks (symbolic)."""
@@ -599,12 +616,46 @@ class _ChunkedRankingHead(keras.layers.Layer):
         return outputs
 
 
+def _as_item_ids(values, where):
+    """An int64 array of `values`, refusing what is not an integer id (fractions, NaN, inf, strings, booleans).
+
+    `where(index)` names the position of a refused value in messages.
+    """
+    array = np.asarray(values)
+    if isinstance(values, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in values):
+        array = np.asarray(values, dtype=object)  # numpy would read True as 1: refuse it below instead
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{where(index)} holds {float(array[index])!r}, not an integer item id")
+        return array.astype(np.int64)
+    objects = np.asarray(values, dtype=object)
+    for index in np.ndindex(objects.shape):
+        value = objects[index]
+        value = value.item() if isinstance(value, np.generic) else value
+        integral = isinstance(value, numbers.Integral) or (
+            isinstance(value, float) and np.isfinite(value) and value.is_integer()
+        )
+        if isinstance(value, bool) or not integral:
+            raise ValueError(f"{where(index)} holds {value!r}, not an integer item id")
+    return objects.astype(np.int64)
+
+
 def _histories_to_arrays(histories, num_items):
-    """Validated histories -> (CSR indptr, items) of the full histories."""
+    """Validated histories -> (CSR indptr, items) of the full histories.
+
+    Raises `ValueError` naming the row (and column) of a value that is not
+    an item id in `1..num_items` (0 is padding in an array), and for an
+    empty history: a model ranks from what a user did, so a user with no
+    history has no answer here (serve popular items instead).
+    """
     if isinstance(histories, np.ndarray):
         if histories.ndim != 2:
             raise ValueError(f"a history array must be 2-D [users, seq], got shape {histories.shape}")
-        arr = histories.astype(np.int64)
+        arr = _as_item_ids(histories, lambda i: f"histories[{i[0]}, {i[1]}]")
         bad = (arr < 0) | (arr > num_items)
         if bad.any():
             r, c = np.argwhere(bad)[0]
@@ -613,13 +664,28 @@ def _histories_to_arrays(histories, num_items):
         lengths = np.count_nonzero(arr, axis=1)
         flat = arr[arr != 0]
     else:
-        lengths = np.array([len(h) for h in histories], dtype=np.int64)
-        if len(lengths) == 0:
+        if isinstance(histories, (str, bytes)):
+            raise ValueError("histories must be a list of item-id sequences, not a string")
+        histories = list(histories)
+        if len(histories) == 0:
             raise ValueError("no histories given")
-        flat = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
+        rows = []
+        for r, history in enumerate(histories):
+            if isinstance(history, (str, bytes)):
+                raise ValueError(f"history {r} is the string {history!r}, not a sequence of item ids")
+            row = _as_item_ids(history, lambda i, r=r: f"history {r}" + (f" at position {i[0]}" if i else "")).reshape(-1)
+            rows.append(row)
+        lengths = np.array([len(row) for row in rows], dtype=np.int64)
+        flat = np.concatenate(rows)
         bad = np.flatnonzero((flat < 1) | (flat > num_items))
         if len(bad):
             row = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
             raise ValueError(f"history {row} holds {flat[bad[0]]}, not an item id in 1..{num_items}")
+    empty = np.flatnonzero(lengths == 0)
+    if len(empty):
+        raise ValueError(
+            f"history {int(empty[0])} is empty: the model ranks from a user's history, so it has no answer for a user "
+            "without one (recommend popular items to such users instead)"
+        )
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     return indptr, flat

@@ -36,6 +36,7 @@ import numpy as np
 from keras import ops
 
 from keras_fame.data.item_text import facets_for_heads
+from keras_fame.validation import MODEL_KWARGS, no_unknown_kwargs, non_negative_int, positive_float, positive_int, rate
 
 _NEG = -1e9
 
@@ -154,14 +155,15 @@ class FacetContrastivePretrainer(keras.Model):
         dropout=0.1,
         **kwargs,
     ):
+        no_unknown_kwargs(type(self).__name__, kwargs, MODEL_KWARGS)
         super().__init__(**kwargs)
-        self.num_heads = int(num_heads)
-        self.head_dim = int(head_dim)
-        self.head_hidden_dim = int(head_hidden_dim)
-        self.head_layers = int(head_layers)
-        self.temperature = float(temperature)
-        self.output_std = float(output_std)
-        self.dropout = float(dropout)
+        self.num_heads = positive_int("num_heads", num_heads)
+        self.head_dim = positive_int("head_dim", head_dim)
+        self.head_hidden_dim = positive_int("head_hidden_dim", head_hidden_dim)
+        self.head_layers = non_negative_int("head_layers", head_layers)
+        self.temperature = positive_float("temperature", temperature)
+        self.output_std = positive_float("output_std", output_std)
+        self.dropout = rate("dropout", dropout)
         self.facets = facets_for_heads(self.num_heads)
         self.standardize = keras.layers.Normalization(axis=-1, name="standardize", dtype=self.dtype_policy)
         self.input_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
