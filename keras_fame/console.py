@@ -116,12 +116,14 @@ def _export(args):
     if args.version is not None:
         argv += ["--version", str(args.version)]
     argv += ["--keep-seen"] * args.keep_seen + ["--no-explain"] * args.no_explain
+    mapping = _item_ids_file(args)
+    if mapping is not None:
+        argv += ["--item-ids", mapping]  # the string-id signatures
     before = set(os.listdir(args.base_dir)) if os.path.isdir(args.base_dir) else set()
     code = export_main(argv)
-    mapping = _item_ids_file(args)
     if code == 0 and mapping is not None:
-        # The SavedModel answers in internal ids; the mapping travels with it in assets.extra/
-        # (TF Serving ignores that folder; clients read it to translate ids).
+        # The mapping is inside the graph (serving_strings); a copy travels in assets.extra/ for reference
+        # (TF Serving ignores that folder).
         (version,) = set(os.listdir(args.base_dir)) - before
         extra = os.path.join(args.base_dir, version, "assets.extra")
         os.makedirs(extra, exist_ok=True)
@@ -170,7 +172,7 @@ def main(argv=None):
     export.add_argument("--keep-seen", action="store_true", help="do not exclude the input items from the top-k")
     export.add_argument("--no-explain", action="store_true", help="FAME: omit the per-head 'explain' signature")
     export.add_argument("--item-ids", metavar="FILE",
-                        help="id mapping copied to VERSION/assets.extra/item_ids.json (default: item_ids.json "
+                        help="id mapping: adds the serving_strings signatures (your ids in and out) and is copied to VERSION/assets.extra/item_ids.json (default: item_ids.json "
                         "beside the model, if any)")
 
     if argv[:1] == ["train"]:  # the training flags are the pipeline's own (`keras-fame train toys --help`)

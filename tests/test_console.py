@@ -116,6 +116,13 @@ def test_a_csv_log_with_string_ids_round_trips_through_train_recommend_and_expor
     assert (exported / "saved_model.pb").is_file()
     assert json.loads((exported / "assets.extra" / "item_ids.json").read_text()) == json.loads((out / "item_ids.json").read_text())
     assert np.array_equal(sorted(to_internal.values()), np.arange(1, used + 1))
+    # The SavedModel speaks the user's ids itself: the string signature gives `recommend`'s answer.
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(exported)).signatures["serving_strings"]
+    served = serve(item_ids=tf.constant([history + ["no-such-sku"]]))
+    assert [b.decode() for b in served["item_ids"].numpy()[0][:4]] == top
+    assert served["unknown_items"].numpy().tolist() == [1]
 
 
 def test_a_bad_csv_row_is_reported_with_its_line(tmp_path, capsys):

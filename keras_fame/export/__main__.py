@@ -1,4 +1,4 @@
-"""python -m keras_fame.export MODEL.keras BASE_DIR [--k 20] [--version N] [--keep-seen] [--no-explain] [--chunk-size C]"""
+"""python -m keras_fame.export MODEL.keras BASE_DIR [--k 20] [--version N] [--keep-seen] [--no-explain] [--chunk-size C] [--item-ids FILE]"""
 
 import argparse
 import os
@@ -17,6 +17,11 @@ def main(argv=None):
     parser.add_argument(
         "--chunk-size", type=int, default=None,
         help="score the items this many at a time with a running top-k (large catalogs; default: all at once)",
+    )
+    parser.add_argument(
+        "--item-ids", metavar="FILE",
+        help="an item_ids.json mapping (internal id -> your id): adds the serving_strings/explain_strings signatures, "
+        "which take and return your string ids",
     )
     args = parser.parse_args(argv)
 
@@ -39,11 +44,18 @@ def main(argv=None):
         return 2
     model = keras.saving.load_model(args.model, safe_mode=True)
     try:
+        mapping = None
+        if args.item_ids is not None:
+            from keras_fame.data.preprocess import load_item_ids
+
+            if not os.path.isfile(args.item_ids):
+                raise FileNotFoundError(f"--item-ids {args.item_ids}: no such file")
+            mapping, _ = load_item_ids(args.item_ids)
         path = export_saved_model(
             model, args.base_dir, k=args.k, version=args.version, exclude_seen=not args.keep_seen,
-            explain=not args.no_explain, chunk_size=args.chunk_size,
+            explain=not args.no_explain, chunk_size=args.chunk_size, item_ids=mapping,
         )
-    except (FileExistsError, ValueError) as err:
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)

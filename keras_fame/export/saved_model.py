@@ -15,6 +15,18 @@ Signature `explain` (FAME, with `explain=True`): the above plus
     `head_item_ids` int32 `[batch, heads, k]` and `head_scores` float32, each
     head's own top-k.
 
+Signatures `serving_strings` (and `explain_strings` for FAME), with an id
+mapping (`item_ids=`, e.g. the `item_ids.json` of a model trained from
+`--interactions-csv`): the same ranking in the user's own string ids.
+    input  `item_ids`: string `[batch, any length]`, "" = padding.
+    output `item_ids`: string `[batch, k]`; `scores`, `head_weights` (and
+           `head_item_ids` string, `head_scores`) as above; `unknown_items`
+           int32 `[batch]`, how many non-empty input ids of the row are not
+           in the mapping: they are dropped (treated as padding).
+The mapping lives inside the graph (a `tf.lookup.StaticHashTable` from the
+user's ids to the model's, and a string table back), so clients never
+translate ids.
+
 Inside the signature:
 - ids outside `1..num_items` are treated as padding (never a crash, never an
   out-of-range gather);
@@ -59,7 +71,7 @@ def serving_functions(model, k=20, exclude_seen=True, chunk_size=None):
     import tensorflow as tf
 
     ranker = model.ranker(k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
-    is_fame = hasattr(model, "num_experts")
+    is_fame = model.has_gates
     explainer = model.ranker(k=k, exclude_seen=exclude_seen, explain=True, chunk_size=chunk_size) if is_fame else None
     spec = tf.TensorSpec(shape=(None, None), dtype=tf.int32, name="item_ids")
 
@@ -77,7 +89,76 @@ def serving_functions(model, k=20, exclude_seen=True, chunk_size=None):
     return serve, explain
 
 
-def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, explain=True, chunk_size=None):
+def check_item_id_mapping(item_ids, num_items):
+    """`item_ids` (dict internal id -> the user's id, or a sequence whose entry `i - 1` is item `i`'s id) as a list.
+
+    Returns the `num_items + 1` strings indexed by internal id ("" for the
+    padding id 0). Raises `ValueError` for a missing, repeated or empty id.
+    """
+    if isinstance(item_ids, dict):
+        mapping = {int(k): str(v) for k, v in item_ids.items()}
+    else:
+        mapping = {i + 1: str(v) for i, v in enumerate(item_ids)}
+    missing = [i for i in range(1, num_items + 1) if i not in mapping]
+    if missing:
+        raise ValueError(f"the item id mapping has no id for item {missing[0]} (it must cover 1..{num_items})")
+    vocabulary = [""] + [mapping[i] for i in range(1, num_items + 1)]
+    if "" in vocabulary[1:]:
+        raise ValueError(f"item {vocabulary.index('', 1)} maps to the empty string, which means padding")
+    if len(set(vocabulary)) != len(vocabulary):
+        seen = set()
+        repeated = next(v for v in vocabulary if v in seen or seen.add(v))
+        raise ValueError(f"the item id {repeated!r} is given to two items")
+    return vocabulary
+
+
+def string_serving_functions(model, item_ids, k=20, exclude_seen=True, chunk_size=None):
+    """The signatures in the user's string ids: `(serve_strings, explain_strings, lookup table)`.
+
+    `explain_strings` is None for SASRec. The table must be tracked by the
+    export so that it is saved with the graph.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    vocabulary = check_item_id_mapping(item_ids, model.num_items)
+    names = tf.constant(vocabulary)  # internal id -> the user's id
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(vocabulary[1:]), tf.constant(np.arange(1, model.num_items + 1, dtype=np.int64))
+        ),
+        default_value=0,
+    )
+    serve, explain = serving_functions(model, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
+    spec = tf.TensorSpec(shape=(None, None), dtype=tf.string, name="item_ids")
+
+    def translated(ranked, item_ids):
+        internal = table.lookup(item_ids)
+        unknown = tf.logical_and(tf.not_equal(item_ids, ""), tf.equal(internal, 0))
+        out = dict(ranked(tf.cast(internal, tf.int32)))
+        for key in ("item_ids", "head_item_ids"):
+            if key in out:
+                out[key] = tf.gather(names, out[key])
+        out["unknown_items"] = tf.reduce_sum(tf.cast(unknown, tf.int32), axis=1)
+        return out
+
+    @tf.function(input_signature=[spec])
+    def serve_strings(item_ids):
+        return translated(serve, item_ids)
+
+    explain_strings = None
+    if explain is not None:
+
+        @tf.function(input_signature=[spec])
+        def explain_strings(item_ids):
+            return translated(explain, item_ids)
+
+    return serve_strings, explain_strings, table
+
+
+def export_saved_model(
+    model, base_dir, k=20, version=None, exclude_seen=True, explain=True, chunk_size=None, item_ids=None
+):
     """Writes `model` as a SavedModel to `<base_dir>/<version>/` (TF Serving's layout).
 
     Written atomically: to a temporary folder beside the target, then
@@ -92,6 +173,9 @@ def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, e
         explain: FAME only: add the `explain` signature (per-head top-k).
         chunk_size: score the items this many at a time with a running
             top-k inside the signature (large catalogs; `model.ranker`).
+        item_ids: optional id mapping (dict internal id -> the user's id,
+            e.g. from `keras_fame.data.preprocess.load_item_ids`): adds the
+            string-id signatures `serving_strings` / `explain_strings`.
 
     Returns:
         The version folder written.
@@ -117,6 +201,14 @@ def export_saved_model(model, base_dir, k=20, version=None, exclude_seen=True, e
     archive.add_endpoint(name="serving_default", fn=serve)
     if explain and explain_fn is not None:
         archive.add_endpoint(name="explain", fn=explain_fn)
+    if item_ids is not None:
+        serve_strings, explain_strings, table = string_serving_functions(
+            model, item_ids, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size
+        )
+        archive.track(table)
+        archive.add_endpoint(name="serving_strings", fn=serve_strings)
+        if explain and explain_strings is not None:
+            archive.add_endpoint(name="explain_strings", fn=explain_strings)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=base_dir)
     try:
         archive.write_out(tmp, verbose=False)

@@ -38,8 +38,19 @@ def _batch(cases):
 
 
 def _expected(model, cases, explain=False):
+    """`recommend()`'s answer per row; a row with no valid id (which `recommend` refuses) gets the ranker's answer
+    for an all-padding row, the same model `recommend` runs."""
     histories = [[i for i in c if 1 <= i <= NUM_ITEMS] for c in cases]
-    return model.recommend(histories, k=K, explain=explain)
+    full = [h for h in histories if h]
+    answer = model.recommend(full, k=K, explain=explain)
+    empty = {name: np.asarray(v) for name, v in model.ranker(k=K, explain=explain).predict_on_batch(
+        np.zeros((1, 1), np.int32)).items()}
+    rows, used = {name: [] for name in answer}, 0
+    for h in histories:
+        for name in answer:
+            rows[name].append(answer[name][used] if h else empty[name][0])
+        used += bool(h)
+    return {name: np.stack(v) for name, v in rows.items()}
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +281,125 @@ def test_an_export_with_item_chunks_serves_the_same_top_k(fame, tmp_path):
         np.testing.assert_array_equal(got["item_ids"].numpy(), expected["item_ids"])
         np.testing.assert_allclose(got["scores"].numpy(), expected["scores"], atol=1e-5)
     np.testing.assert_array_equal(got["head_item_ids"].numpy(), expected["head_item_ids"])
+
+
+# The user's own ids (a model trained from --interactions-csv carries such a mapping).
+USER_IDS = {i: f"SKU {i:03d}/é" for i in range(1, NUM_ITEMS + 1)}
+TO_INTERNAL = {v: k for k, v in USER_IDS.items()}
+
+
+@pytest.fixture(scope="module")
+def exported_with_ids(fame, tmp_path_factory):
+    base = tmp_path_factory.mktemp("serving_ids") / "fame"
+    return export_saved_model(fame, str(base), k=K, item_ids=USER_IDS)
+
+
+def _as_user_ids(cases):
+    return [[USER_IDS.get(i, f"unknown-{i}") if i else "" for i in c] for c in cases]  # 0 (padding) -> ""
+
+
+def _string_batch(rows):
+    width = max(len(r) for r in rows) or 1
+    return np.array([r + [""] * (width - len(r)) for r in rows], dtype=object)
+
+
+def test_the_string_signature_answers_in_the_users_ids(fame, exported_with_ids):
+    loaded = tf.saved_model.load(exported_with_ids)
+    assert {"serving_default", "explain", "serving_strings", "explain_strings"} <= set(loaded.signatures)
+    rows = _as_user_ids(CASES)
+    out = loaded.signatures["explain_strings"](item_ids=tf.constant(_string_batch(rows)))
+    expected = _expected(fame, CASES, explain=True)
+    got = np.vectorize(lambda b: TO_INTERNAL[b.decode()])(out["item_ids"].numpy())
+    np.testing.assert_array_equal(got, expected["item_ids"])
+    np.testing.assert_allclose(out["scores"].numpy(), expected["scores"], atol=1e-5)
+    np.testing.assert_allclose(out["head_weights"].numpy(), expected["head_weights"], atol=1e-5)
+    heads = np.vectorize(lambda b: TO_INTERNAL[b.decode()])(out["head_item_ids"].numpy())
+    np.testing.assert_array_equal(heads, expected["head_item_ids"])
+    # Ids outside the mapping are dropped and counted; "" is padding, not unknown.
+    unknown = [sum(1 for i in c if not 1 <= i <= NUM_ITEMS and i != 0) for c in CASES]
+    assert out["unknown_items"].numpy().tolist() == unknown
+    # The integer signatures are still there, unchanged.
+    ints = loaded.signatures["serving_default"](item_ids=tf.constant(_batch(CASES)))
+    np.testing.assert_array_equal(ints["item_ids"].numpy(), expected["item_ids"])
+
+
+def test_a_mapping_that_misses_an_item_is_refused(fame, tmp_path):
+    partial = {i: v for i, v in USER_IDS.items() if i != 7}
+    with pytest.raises(ValueError, match="no id for item 7"):
+        export_saved_model(fame, str(tmp_path / "x"), k=K, item_ids=partial)
+    twice = {**USER_IDS, 8: USER_IDS[9]}
+    with pytest.raises(ValueError, match="given to two items"):
+        export_saved_model(fame, str(tmp_path / "y"), k=K, item_ids=twice)
+
+
+def test_the_string_signature_survives_any_string_array(exported_with_ids):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    serve = tf.saved_model.load(exported_with_ids).signatures["serving_strings"]
+    cell = st.sampled_from(list(USER_IDS.values())) | st.text(max_size=6)
+
+    @settings(max_examples=60, deadline=None)
+    @given(rows=st.lists(st.lists(cell, min_size=0, max_size=2 * MAX_LEN), min_size=1, max_size=4))
+    def check(rows):
+        out = serve(item_ids=tf.constant(_string_batch(rows), dtype=tf.string))
+        top = out["item_ids"].numpy()
+        assert top.shape == (len(rows), K)
+        for row, answer, unknown in zip(rows, top, out["unknown_items"].numpy()):
+            answer = [a.decode() for a in answer]
+            assert all(a in TO_INTERNAL for a in answer) and len(set(answer)) == K
+            assert not set(answer) & set(row)
+            assert unknown == sum(1 for c in row if c and c not in TO_INTERNAL)
+
+    check()
+
+
+def _compile_c(tmp_path, name):
+    import shutil
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    tf_dir = os.path.dirname(tf.__file__)
+    if compiler is None:
+        pytest.skip("no C compiler (cc/gcc) on this machine")
+    if not os.path.isfile(os.path.join(tf_dir, "include", "tensorflow", "c", "c_api.h")):
+        pytest.skip("this TensorFlow wheel ships no C API headers")
+    binary = str(tmp_path / name)
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.c")
+    build = subprocess.run(
+        [compiler, "-O1", source, "-o", binary, f"-I{tf_dir}/include", f"-L{tf_dir}", "-l:libtensorflow_cc.so.2",
+         "-l:libtensorflow_framework.so.2", f"-Wl,-rpath,{tf_dir}"], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return binary
+
+
+def _signature_tensors(export_dir, signature_name):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    signature = proto.meta_graphs[0].signature_def[signature_name]
+    return signature.inputs["item_ids"].name.split(":") + signature.outputs["item_ids"].name.split(":")
+
+
+def test_tensorflow_c_api_serves_the_string_signature(fame, exported_with_ids, tmp_path):
+    binary = _compile_c(tmp_path, "c_api_serve_strings")
+    in_op, in_index, out_op, out_index = _signature_tensors(exported_with_ids, "serving_strings")
+    batch = _string_batch(_as_user_ids(CASES))
+    with open(tmp_path / "in.bin", "wb") as f:
+        f.write(np.asarray(batch.shape, np.int64).tobytes())
+        for cell in batch.ravel():
+            data = cell.encode()
+            f.write(np.int32(len(data)).tobytes() + data)
+    run = subprocess.run([binary, exported_with_ids, in_op, in_index, out_op, out_index, str(tmp_path / "in.bin"),
+                          str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    raw = (tmp_path / "out.bin").read_bytes()
+    rows, cols = np.frombuffer(raw[:16], np.int64)
+    answers, offset = [], 16
+    for _ in range(rows * cols):
+        (length,) = np.frombuffer(raw[offset : offset + 4], np.int32)
+        answers.append(raw[offset + 4 : offset + 4 + length].decode())
+        offset += 4 + length
+    top = np.array([TO_INTERNAL[a] for a in answers]).reshape(rows, cols)
+    np.testing.assert_array_equal(top, _expected(fame, CASES)["item_ids"])
