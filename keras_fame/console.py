@@ -132,6 +132,7 @@ def _export(args):
 
 
 def main(argv=None):
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(
         prog="keras-fame", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,7 +186,7 @@ def main(argv=None):
         if dataset not in cli.DATASET_FILES and not {"--sequence-file", "--interactions-csv"} & set(rest):
             return _error(f"unknown dataset {dataset!r}: use toys, beauty or sports, or pass --sequence-file FILE "
                           "or --interactions-csv FILE")
-        return cli.main(dataset, rest)
+        return cli.main(dataset, rest, reexec=from_command_line)
 
     args = parser.parse_args(argv)
     if args.command is None:

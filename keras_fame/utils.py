@@ -6,6 +6,33 @@ import os
 import keras
 
 
+def deterministic_environment(seed, environ=None):
+    """The environment variables deterministic runs need set *before* the interpreter starts.
+
+    `PYTHONHASHSEED` (string hashing, read only at interpreter start-up),
+    `TF_DETERMINISTIC_OPS` / `TF_CUDNN_DETERMINISTIC` (TensorFlow GPU
+    kernels) and `--xla_gpu_deterministic_ops=true` in `XLA_FLAGS` (JAX and
+    XLA-compiled TensorFlow on GPUs). Returns a copy of `environ` (default
+    `os.environ`) with them set; the `keras-fame train --deterministic`
+    command re-executes itself with it when the current process lacks them.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env["PYTHONHASHSEED"] = str(int(seed))
+    env["TF_DETERMINISTIC_OPS"] = "1"
+    env["TF_CUDNN_DETERMINISTIC"] = "1"
+    flag = "--xla_gpu_deterministic_ops=true"
+    if flag not in env.get("XLA_FLAGS", "").split():
+        env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS", ""), flag]))
+    return env
+
+
+def missing_deterministic_environment(seed):
+    """Names of the `deterministic_environment` variables this process was not started with (empty: all set)."""
+    wanted = deterministic_environment(seed)
+    return sorted(name for name in ("PYTHONHASHSEED", "TF_DETERMINISTIC_OPS", "TF_CUDNN_DETERMINISTIC", "XLA_FLAGS")
+                  if os.environ.get(name) != wanted[name])
+
+
 def set_deterministic(seed):
     """Seeds every generator and, on TensorFlow, turns on op determinism.
 
@@ -16,13 +43,20 @@ def set_deterministic(seed):
     gradients) run deterministically, at some cost in speed. JAX on CPU is
     deterministic given its PRNG keys, which Keras derives from the seed.
     Data order is already fixed by the pipelines' own seeded generators.
+    What only takes effect at interpreter start (`PYTHONHASHSEED`, the GPU
+    determinism variables) is `deterministic_environment`'s: start the
+    process with it (the `keras-fame train --deterministic` command does).
+
+    Returns:
+        The names from `missing_deterministic_environment` (what this
+        process lacks; recorded in `results.json`).
     """
     keras.utils.set_random_seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    return missing_deterministic_environment(seed)
 
 
 @contextlib.contextmanager

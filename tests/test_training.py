@@ -49,8 +49,8 @@ def test_train_script_runs_both_stages_and_writes_results(tmp_path, capsys):
 
 
 def test_missing_data_gives_a_clear_message(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "find_sequence_file", lambda dataset, data_dir=None: None)
-    assert cli.main("toys", ["--data-dir", str(tmp_path)]) == 2
+    monkeypatch.setattr(cli, "find_sequence_file", lambda dataset, data_dir=None, fall_back=True: None)
+    assert cli.main("toys", ["--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Toys_and_Games.txt not found" in err and "FAME_DATA_DIR" in err
 
@@ -216,6 +216,8 @@ def test_deterministic_mode_gives_identical_metrics_twice(tmp_path):
     for stage in ("sasrec", "fame"):
         assert results[0][stage]["test"] == results[1][stage]["test"]
     assert results[0]["config"]["deterministic"] is True
+    # The command re-executed itself with what only takes effect at start-up (PYTHONHASHSEED, GPU flags).
+    assert results[0]["deterministic_environment_missing"] == []
 
 
 def test_a_nan_loss_stops_training_and_names_the_stage_and_epoch():

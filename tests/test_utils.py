@@ -50,3 +50,14 @@ def test_tensorflow_startup_lines_are_dropped_and_everything_else_kept(tmp_path)
     proc = subprocess.run([sys.executable, "-c", "import keras_fame"], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0 and "port.cc" not in proc.stderr and "cpu_feature_guard" not in proc.stderr, proc.stderr
+
+
+def test_deterministic_environment_sets_the_start_up_variables_once():
+    from keras_fame.utils import deterministic_environment
+
+    env = deterministic_environment(7, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "HOME": "/h"})
+    assert env["PYTHONHASHSEED"] == "7" and env["TF_DETERMINISTIC_OPS"] == "1" and env["TF_CUDNN_DETERMINISTIC"] == "1"
+    assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2", "--xla_gpu_deterministic_ops=true"]
+    assert env["HOME"] == "/h"
+    assert deterministic_environment(7, env) == env  # idempotent: the flag is not appended twice
+    assert deterministic_environment(1, {})["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"

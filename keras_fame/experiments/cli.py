@@ -41,7 +41,18 @@ CONFIG_FLAGS = {
 }
 
 
-def main(dataset, argv=None):
+def main(dataset, argv=None, reexec=None):
+    """The training command for `dataset`; returns the exit status.
+
+    `reexec` (default: when `argv` is None, i.e. a real command line): with
+    `--deterministic`, a process not started with
+    `keras_fame.utils.deterministic_environment` replaces itself by the same
+    command under it (`PYTHONHASHSEED` and the GPU determinism flags only
+    take effect at start-up). In-process calls (`argv` given) record what
+    is missing in `results.json` instead.
+    """
+    if reexec is None:
+        reexec = argv is None
     from keras_fame.layers import HeadSliceIdentity
     from keras_fame.experiments.pipeline import PipelineConfig, TextStart, run_pipeline
 
@@ -160,7 +171,9 @@ def main(dataset, argv=None):
     )
     parser.add_argument(
         "--deterministic", action="store_true",
-        help="same seed, machine and backend give the same metrics (TF op determinism; slower)",
+        help="same seed, machine and backend give the same metrics (TF op determinism; slower). The command "
+             "restarts itself once with PYTHONHASHSEED, TF_DETERMINISTIC_OPS, TF_CUDNN_DETERMINISTIC and "
+             "XLA_FLAGS=--xla_gpu_deterministic_ops=true set, which only take effect at start-up",
     )
     parser.add_argument(
         "--tensorboard", metavar="DIR",
@@ -173,6 +186,12 @@ def main(dataset, argv=None):
     )
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.deterministic and reexec:
+        from keras_fame.utils import deterministic_environment, missing_deterministic_environment
+
+        if missing_deterministic_environment(args.seed):
+            sys.stdout.flush()
+            os.execve(sys.executable, sys.orig_argv, deterministic_environment(args.seed))  # keeps -m, -c, flags
     for dest, value in RECIPES[args.recipe].items():
         if getattr(args, dest) == parser.get_default(dest):  # a flag set to a non-default value wins
             setattr(args, dest, value(args) if callable(value) else value)
