@@ -146,7 +146,7 @@ def reuse_sasrec_only_run(dataset, flags, seed, out_dir):
 
 
 # Flags (with their value) that only the FAME stage reads: runs that differ only in these train the
-# same SASRec stage, so a sweep over them (Fig. 6's N) trains it once (`shared_sasrec_run`).
+# same SASRec stage, so a sweep over them (Fig. 6's N) trains it once (`reuse_sibling_sasrec`).
 FAME_STAGE_FLAGS = (
     "--experts", "-N", "--fame-epochs", "--fame-warmup-epochs", "--fame-dropout", "--w-f-init", "--w-f-gain",
     "--fame-facet-loss-weight", "--gate-temperature", "--head-diagnostics-users",
@@ -209,34 +209,6 @@ def sasrec_stage_flags(flags):
     return out
 
 
-def shared_sasrec_run(dataset, flags, seed, results=None):
-    """A finished run whose SASRec stage is this run's, to transplant from: `(key, its sasrec.keras)` or None.
-
-    Same dataset and seed, and the same flags once the FAME-stage ones are
-    dropped; its `sasrec.keras` must still be in its run folder. Only for a
-    random item-table start written out as `--text-init none`: the pipeline
-    refuses `--sasrec-model` beside a text start (that stage would not run),
-    and without the flag the CLI's default start would change. The pipeline
-    seeds FAME's fresh parts the same whether SASRec was trained or loaded,
-    so the FAME stage is the one an unshared run would train.
-    """
-    if "--sasrec-only" in flags or "--sasrec-model" in flags:
-        return None
-    if "--text-init" not in flags or flags[flags.index("--text-init") + 1] != "none":
-        return None
-    mine = sasrec_stage_flags(flags)
-    for r in load_results() if results is None else results:
-        info = r.get("multi_seed", {})
-        if r.get("dataset") != dataset or info.get("seed") != seed or "test" not in r.get("sasrec", {}):
-            continue
-        if info.get("flags") == list(flags) or sasrec_stage_flags(info.get("flags", [])) != mine:
-            continue
-        path = os.path.join(RUNS, info["key"], "sasrec.keras")
-        if os.path.isfile(path):  # a run that itself loaded its SASRec saved none: not a donor
-            return info["key"], path
-    return None
-
-
 def run_one(dataset, name, flags, seed, dry_run=False):
     key = run_key(dataset, flags, seed)
     result_path = os.path.join(RESULTS, f"{key}.json")
@@ -244,24 +216,19 @@ def run_one(dataset, name, flags, seed, dry_run=False):
         print(f"skip {name} seed {seed}: {result_path} exists", flush=True)
         return result_path
     out_dir = os.path.join(RUNS, key)
-    extra, shared = [], None
+    donor = None
     if not dry_run:
         donor = reuse_sasrec_only_run(dataset, flags, seed, out_dir)
-        sibling = None if donor else reuse_sibling_sasrec(dataset, flags, seed, out_dir)
         if donor:
             print(f"  {name} seed {seed}: SASRec stage taken from the finished --sasrec-only run {donor}", flush=True)
-        elif sibling:
-            print(f"  {name} seed {seed}: SASRec stage taken from {sibling} (same flags but FAME-stage ones)", flush=True)
         else:
-            shared = shared_sasrec_run(dataset, flags, seed)
-        if shared:
-            # Not part of the key: the run is the one these flags describe, its SASRec stage done once.
-            extra = ["--sasrec-model", shared[1]]
-            print(f"  {name} seed {seed}: SASRec stage shared with the finished run {shared[0]} "
-                  "(same flags but FAME-stage ones)", flush=True)
+            donor = reuse_sibling_sasrec(dataset, flags, seed, out_dir)
+            if donor:
+                print(f"  {name} seed {seed}: SASRec stage taken from {donor} (same flags but FAME-stage ones)",
+                      flush=True)
     command = [
         sys.executable, os.path.join(ROOT, "examples", f"train_{dataset}.py"),
-        "--seed", str(seed), "--output-dir", out_dir, "--verbose", "2", *flags, *extra,
+        "--seed", str(seed), "--output-dir", out_dir, "--verbose", "2", *flags,
     ]
     print(f"run {name} seed {seed} -> {key}: {' '.join(command[1:])}", flush=True)
     if dry_run:
@@ -282,12 +249,8 @@ def run_one(dataset, name, flags, seed, dry_run=False):
         "command": " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in command[1:]),
         "wall_seconds": time.perf_counter() - start,
     }
-    if shared:
-        # The loaded SASRec was evaluated again here; its training record is the donor's.
-        with open(os.path.join(RESULTS, f"{shared[0]}.json")) as f:
-            donor = json.load(f)
-        results["sasrec"].setdefault("training", donor["sasrec"].get("training"))
-        results["multi_seed"]["sasrec_shared_with"] = shared[0]
+    if donor:
+        results["multi_seed"]["sasrec_from"] = os.path.basename(donor)
     os.makedirs(RESULTS, exist_ok=True)
     tmp = result_path + ".tmp"
     with open(tmp, "w") as f:

@@ -108,6 +108,27 @@ def test_a_different_configuration_in_the_same_folder_is_refused(tmp_path):
     run_pipeline(str(seq), "toys", out, dropout=0.4, resume=False, **small)  # starting over is allowed
 
 
+def test_a_changed_fame_stage_setting_keeps_the_sasrec_stage_and_trains_fame_again(tmp_path):
+    from keras_fame.experiments import run_pipeline
+
+    data, _ = planted_facets(num_users=60, max_length=8, seed=0)
+    seq = tmp_path / "seq.txt"
+    write_sequences(str(seq), data)
+    out = str(tmp_path / "out")
+    small = dict(hidden_dim=8, num_heads=2, max_len=8, epochs=1, fame_epochs=1, verbose=0, deterministic=True)
+    first = run_pipeline(str(seq), "toys", out, num_experts=1, **small)
+    sasrec_mtime = os.path.getmtime(os.path.join(out, "sasrec.keras"))
+    second = run_pipeline(str(seq), "toys", out, num_experts=2, fame_dropout=0.2, **small)
+    assert os.path.getmtime(os.path.join(out, "sasrec.keras")) == sasrec_mtime  # loaded, not trained again
+    assert second["sasrec"] == first["sasrec"]
+    assert second["config"]["num_experts"] == 2 and second["config"]["fame_dropout"] == 0.2
+    assert keras.saving.load_model(os.path.join(out, "fame.keras")).num_experts == 2
+    fresh = run_pipeline(str(seq), "toys", str(tmp_path / "fresh"), num_experts=2, fame_dropout=0.2, **small)
+    assert second["fame"]["test"] == fresh["fame"]["test"]  # the FAME a run of these settings trains
+    with pytest.raises(ValueError, match=r"different configuration \(dropout differ"):
+        run_pipeline(str(seq), "toys", out, num_experts=2, fame_dropout=0.2, dropout=0.4, **small)
+
+
 def test_batches_of_an_epoch_depend_on_seed_and_epoch_only():
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 20, (50, 6)).astype("int32")

@@ -18,6 +18,7 @@ from keras_fame.data import leave_one_out, read_sequences
 from keras_fame.experiments.reporting import PAPER_FAME, format_comparison, machine_description, write_json_atomic
 from keras_fame.models import FAME, SASRec
 from keras_fame.training import _json_default, evaluate_test_set, fit_with_early_stopping
+from keras_fame.layers.facet_gated_head import HeadSliceIdentity
 from keras_fame.layers.item_embedding import FACET_FUSIONS
 from keras_fame.sampled_softmax import SAMPLERS
 from keras_fame.utils import dtype_policy, replace_atomically, save_model_atomic, set_deterministic
@@ -105,10 +106,25 @@ def text_item_table(text_start, num_items, hidden_dim, num_heads, seed=0, verbos
     return table, report
 
 
+# Settings of the FAME stage alone: a run folder whose results differ only in these keeps its text start
+# and SASRec stage and trains FAME again.
+FAME_STAGE_KEYS = frozenset({
+    "num_heads", "num_experts", "fame_warmup_epochs", "fame_dropout", "item_projection_initializer",
+    "fame_facet_loss_weight", "gate_temperature",
+})
+
+
 def _finished_stages(results_path, config):
-    """The stages a previous run of this configuration finished (from its `results.json`), by name."""
+    """The stages a previous run of this configuration finished (from its `results.json`), by name.
+
+    Returns `(done, fame_changed)`: `done` maps stage names to their
+    records (and `"config"` to the previous configuration); `fame_changed`
+    says the previous run differs in FAME-stage settings (`FAME_STAGE_KEYS`)
+    only, so its FAME stage is not in `done`. Any other difference raises
+    `ValueError`.
+    """
     if not os.path.isfile(results_path):
-        return {}
+        return {}, False
     try:
         with open(results_path) as f:
             previous = json.load(f)
@@ -117,16 +133,17 @@ def _finished_stages(results_path, config):
     now = json.loads(json.dumps(config, default=_json_default))
     before = {key: previous.get("config", {}).get(key) for key in now}
     changed = sorted(key for key in now if before[key] != now[key])
-    if changed:
+    if set(changed) - FAME_STAGE_KEYS:
         raise ValueError(
-            f"{results_path} is from a run with a different configuration ({', '.join(changed)} differ); "
+            f"{results_path} is from a run with a different configuration "
+            f"({', '.join(k for k in changed if k not in FAME_STAGE_KEYS)} differ); "
             "use another output folder, or start over (resume=False, --fresh)"
         )
     done = {"config": previous["config"]}
     for stage in ("text_start", "sasrec", "fame"):
-        if stage in previous and (stage == "text_start" or "test" in previous[stage]):
+        if stage in previous and (stage == "text_start" or "test" in previous[stage]) and not (changed and stage == "fame"):
             done[stage] = previous[stage]
-    return done
+    return done, bool(changed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,8 +293,10 @@ def run_pipeline(
     (or after it finished) skips the finished stages (the text table is
     kept in `text_table.npy`) and continues the stage that was running from
     its last finished epoch; in deterministic mode the final metrics equal
-    those of an uninterrupted run. A `results.json` from a different
-    configuration raises `ValueError` rather than being mixed in.
+    those of an uninterrupted run. A `results.json` that differs only in
+    FAME-stage settings (`FAME_STAGE_KEYS`: heads, experts, FAME dropout,
+    ...) keeps its text start and SASRec stage and trains FAME again; any
+    other difference raises `ValueError` rather than being mixed in.
     `resume=False` starts over. `tensorboard_dir` logs each stage for
     TensorBoard (see `fit_with_early_stopping`).
     """
@@ -301,8 +320,7 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
      learning_rate, batch_size, patience, every_n_epochs, seed, skip_fame, fame_warmup_epochs, fame_dropout,
      item_projection_initializer, text_start, backbone, every_prefix, monitor, deterministic, negatives,
      sampler) = (getattr(config, name) for name in names)
-    if deterministic:
-        set_deterministic(seed)
+    missing_environment = set_deterministic(seed) if deterministic else []
     keras.utils.set_random_seed(seed)
     os.makedirs(output_dir, exist_ok=True)
     data = read_sequences(sequence_file)
@@ -337,6 +355,20 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
         "machine": machine_description(),
         "paper_fame": PAPER_FAME.get(dataset),
     }
+    fame_facet_loss_weight = (
+        config.facet_loss_weight if config.fame_facet_loss_weight is None else config.fame_facet_loss_weight
+    )
+    if not skip_fame:  # recorded before any stage runs, so a rerun that changes them is noticed (`FAME_STAGE_KEYS`)
+        results["config"]["fame_dropout"] = dropout if fame_dropout is None else fame_dropout
+        results["config"]["item_projection_initializer"] = keras.initializers.serialize(
+            keras.initializers.get(item_projection_initializer or HeadSliceIdentity())
+        )
+        if fame_facet_loss_weight or config.item_facets:
+            results["config"]["fame_facet_loss_weight"] = fame_facet_loss_weight
+        if config.gate_temperature != 1.0:
+            results["config"]["gate_temperature"] = config.gate_temperature
+    if deterministic:
+        results["deterministic_environment_missing"] = missing_environment
     facets = None
     if config.item_facets:
         from keras_fame.data.item_facets import attribute_file_beside, read_item_facets
@@ -349,9 +381,11 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
         raise ValueError("a facet loss weight needs item facets (item_facets / --item-facets)")
     results_path = os.path.join(output_dir, "results.json")
     checkpoints = os.path.join(output_dir, "checkpoints")
-    done = _finished_stages(results_path, results["config"]) if resume else {}
+    done, fame_changed = _finished_stages(results_path, results["config"]) if resume else ({}, False)
     if not resume and os.path.isdir(checkpoints):
         shutil.rmtree(checkpoints)
+    for stage in ("fame", "fame_warmup") if fame_changed else ():
+        shutil.rmtree(os.path.join(checkpoints, stage), ignore_errors=True)  # another FAME's epochs
     sasrec_path, fame_path = os.path.join(output_dir, "sasrec.keras"), os.path.join(output_dir, "fame.keras")
     table_path = os.path.join(output_dir, "text_table.npy")
 
@@ -367,6 +401,8 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
             raise ValueError(f"{sasrec_model}: built for {sasrec.num_items} items / max_len {sasrec.max_len}")
         results["sasrec"] = {"loaded_from": os.path.abspath(sasrec_model)}
         results["config"].update(hidden_dim=sasrec.hidden_dim, num_blocks=sasrec.num_blocks, sasrec_heads=sasrec.num_heads)
+        if fame_dropout is None and not skip_fame:
+            results["config"]["fame_dropout"] = sasrec.dropout  # `FAME.from_sasrec` takes the loaded model's
     elif "sasrec" in done and os.path.isfile(sasrec_path):
         print(f"\n== SASRec: finished before, loaded from {sasrec_path} ==")
         sasrec = keras.saving.load_model(sasrec_path, safe_mode=True)
@@ -420,26 +456,14 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
         print(f"\n== FAME: finished before, loaded from {fame_path} ==")
         fame = keras.saving.load_model(fame_path, safe_mode=True)
         results["fame"] = done["fame"]
-        for key in ("fame_dropout", "item_projection_initializer", "fame_facet_loss_weight", "gate_temperature"):
-            if key in done["config"]:
-                results["config"][key] = done["config"][key]
     elif not skip_fame:
         keras.utils.set_random_seed(seed)  # FAME's fresh parts start the same whether SASRec was trained or loaded
         fame = FAME.from_sasrec(
             sasrec, num_heads=num_heads, num_experts=num_experts, dropout=fame_dropout, seed=seed,
             item_projection_initializer=item_projection_initializer, gate_temperature=config.gate_temperature,
         )
-        fame_facet_loss_weight = (
-            config.facet_loss_weight if config.fame_facet_loss_weight is None else config.fame_facet_loss_weight
-        )
         if fame_facet_loss_weight and not fame.item_embedding.facet_labels:
             raise ValueError("a FAME facet loss weight needs item facets (item_facets / --item-facets)")
-        results["config"]["fame_dropout"] = fame.dropout
-        if fame_facet_loss_weight or config.item_facets:
-            results["config"]["fame_facet_loss_weight"] = fame_facet_loss_weight
-        if config.gate_temperature != 1.0:
-            results["config"]["gate_temperature"] = config.gate_temperature
-        results["config"]["item_projection_initializer"] = fame.get_config()["item_projection_initializer"]
         results["fame"] = {}
         if fame_warmup_epochs:
             # Not in the paper: train only the fresh parts first, so their

@@ -26,9 +26,11 @@ def test_recommend_answers_or_raises_value_error(model, histories):
     try:
         out = model.recommend(histories, k=K)
     except ValueError as err:
-        bad = not histories or any(not 1 <= i <= NUM_ITEMS for h in histories for i in h)
+        # An empty history is refused by contract (`recommend`): the model ranks from what a user did.
+        bad = not histories or any(not h for h in histories) or any(not 1 <= i <= NUM_ITEMS for h in histories for i in h)
         assert bad, f"refused valid histories: {err}"
         return
+    assert all(histories), "an empty history was answered"
     assert out["item_ids"].shape == (len(histories), K)
     for row, history in zip(out["item_ids"], histories):
         assert ((row >= 1) & (row <= NUM_ITEMS)).all()
