@@ -36,7 +36,9 @@ from keras_fame.data import TrainingBatches, leave_one_out  # noqa: E402
 from keras_fame.data.synthetic import zipf_sessions  # noqa: E402
 from keras_fame.evaluation import evaluate_model  # noqa: E402
 from keras_fame.experiments import machine_description  # noqa: E402
-from keras_fame.sampled_softmax import SampledBatches, SampledSoftmaxCrossEntropy, SampledSoftmaxTrainer  # noqa: E402
+from keras_fame.data import SampledBatches  # noqa: E402
+from keras_fame.losses import SampledSoftmaxCrossEntropy  # noqa: E402
+from keras_fame.training import SampledSoftmaxTrainer  # noqa: E402
 
 
 def peak_rss_gb():

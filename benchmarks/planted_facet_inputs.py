@@ -30,7 +30,7 @@ from keras_fame.data.synthetic import planted_facet_walks  # noqa: E402
 from keras_fame.evaluation import evaluate_model  # noqa: E402
 from keras_fame.experiments.reporting import provenance, write_json_atomic  # noqa: E402
 from keras_fame.losses import MaskedSoftmaxCrossEntropy  # noqa: E402
-from keras_fame.models.sequential_recommender import AllPositionsTrainer  # noqa: E402
+from keras_fame.training import AllPositionsTrainer  # noqa: E402
 
 
 def planted_item_facets(facts):

@@ -16,7 +16,7 @@ import keras_fame  # noqa: E402, F401  (registers the layers)
 from keras_fame.data.registry import DATASET_FILES, find_sequence_file  # noqa: E402
 from keras_fame.data import leave_one_out, read_sequences  # noqa: E402
 from keras_fame.experiments import format_comparison
-from keras_fame.training import evaluate_test_set  # noqa: E402
+from keras_fame.evaluation import evaluate_test_set  # noqa: E402
 
 
 def main(argv=None):

@@ -52,7 +52,7 @@ def _prepare(args):
 
 def _evaluate(args):
     from keras_fame.data import DataFormatError, leave_one_out, read_sequences
-    from keras_fame.training import evaluate_test_set
+    from keras_fame.evaluation import evaluate_test_set
 
     if not os.path.isfile(args.sequence_file):
         return _error(f"{args.sequence_file}: no such sequence file")

@@ -1,8 +1,28 @@
-"""The training loss: full-softmax cross-entropy over all items (Eq. 18)."""
+"""Training losses: the full-softmax cross-entropy over all items (Eq. 18), a sampled softmax, the facet loss.
+
+Sampled softmax (`sampled_logits`, `SampledSoftmaxCrossEntropy`): each
+position's target against a batch's shared candidates
+(`keras_fame.data.SampledBatches`). log-Q correction (Bengio & Senecal; Yi et
+al., RecSys'19): every candidate's logit, the positive's included, is reduced
+by `log q(item)`, the item's sampling probability, so that the sampled softmax
+estimates the full one instead of the sampler's bias (for `"uniform"` the
+correction is one constant and cancels). A candidate equal to the position's
+own target (an accidental hit) and the padding id are masked out, so the
+target is never its own negative.
+
+Why not keras-rs: `keras_rs.layers.SamplingProbabilityCorrection` is the same
+one-line `logits - log(q)`, and `RemoveAccidentalHits` looks up the positive's
+id with `ops.take` over the flattened candidate ids, which fits candidates
+shared by all rows but not the `[batch, seq]` positions here (each with its own
+target), and it takes one-hot labels of the full candidate width. So the
+masking is written here, in `keras.ops`.
+"""
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_fame.layers.item_scores import PADDING_SCORE
 
 
 def masked_mean_values(per_position, valid):
@@ -57,7 +77,7 @@ class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
             width = y_pred.shape[-1]
             excluded = np.zeros(width, dtype=bool)
             excluded[[i for i in self.excluded_items if i < width]] = True
-            y_pred = ops.where(ops.convert_to_tensor(excluded), ops.cast(-1e9, y_pred.dtype), y_pred)
+            y_pred = ops.where(ops.convert_to_tensor(excluded), ops.cast(PADDING_SCORE, y_pred.dtype), y_pred)
         valid = ops.cast(y_true > 0, "float32")
         per_position = ops.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
         return masked_mean_values(per_position, valid)
@@ -99,3 +119,46 @@ def facet_cross_entropy(facet_logits, facet_targets):
         per_position = ops.sparse_categorical_crossentropy(labels, ops.cast(logits, "float32"), from_logits=True)
         total = total + ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)
     return total / max(1, len(facet_logits))
+
+
+def sampled_logits(user, items, targets, candidates, candidate_log_q=None, target_log_q=None):
+    """`[..., 1 + C]` logits: column 0 the target, then the candidates; log-Q corrected, hits masked.
+
+    Args:
+        user: `[batch, seq, D]` user vectors at every position.
+        items: `[num_items + 1, D]` item vectors.
+        targets: int `[batch, seq]` (0 = padding).
+        candidates: int `[C]` shared by the batch (0 = none, masked).
+        candidate_log_q, target_log_q: optional log sampling probabilities,
+            `[C]` and `[batch, seq]`, subtracted from the logits.
+    """
+    targets = ops.cast(targets, "int32")
+    candidates = ops.cast(candidates, "int32")
+    positive = ops.sum(user * ops.take(items, targets, axis=0), axis=-1, keepdims=True)  # [b, t, 1]
+    negative = ops.einsum("btd,cd->btc", user, ops.take(items, candidates, axis=0))  # [b, t, C]
+    if target_log_q is not None:
+        positive = positive - ops.cast(target_log_q, positive.dtype)[..., None]
+    if candidate_log_q is not None:
+        negative = negative - ops.cast(candidate_log_q, negative.dtype)
+    hit = ops.logical_or(candidates[None, None, :] == targets[..., None], candidates[None, None, :] == 0)
+    negative = ops.where(hit, ops.cast(PADDING_SCORE, negative.dtype), negative)
+    return ops.concatenate([positive, negative], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_fame")
+class SampledSoftmaxCrossEntropy(keras.losses.Loss):
+    """Cross-entropy over `[target | candidates]` logits (the target in column 0), averaged over non-padded positions.
+
+    Call arguments:
+        y_true: int `[batch, seq]` targets, 0 = padding (only the mask is read).
+        y_pred: `[batch, seq, 1 + C]` from `sampled_logits`.
+    """
+
+    def __init__(self, name="sampled_softmax_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        valid = ops.cast(ops.cast(y_true, "int32") > 0, "float32")
+        logits = ops.cast(y_pred, "float32")
+        per_position = ops.logsumexp(logits, axis=-1) - logits[..., 0]
+        return masked_mean_values(per_position, valid)

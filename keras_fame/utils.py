@@ -4,6 +4,14 @@ import contextlib
 import os
 
 import keras
+import numpy as np
+
+
+def json_default(value):
+    """`json.dump(..., default=json_default)`: numpy scalars as Python numbers; anything else unserialisable raises."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def deterministic_environment(seed, environ=None):

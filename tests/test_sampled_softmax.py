@@ -7,13 +7,9 @@ import pytest
 import keras_fame
 from keras_fame.data import TrainingBatches, leave_one_out
 from keras_fame.data.synthetic import planted_facets
-from keras_fame.losses import MaskedSoftmaxCrossEntropy
-from keras_fame.sampled_softmax import (
-    SampledBatches,
-    SampledSoftmaxCrossEntropy,
-    SampledSoftmaxTrainer,
-    sampled_logits,
-)
+from keras_fame.data import SampledBatches
+from keras_fame.losses import MaskedSoftmaxCrossEntropy, SampledSoftmaxCrossEntropy, sampled_logits
+from keras_fame.training import SampledSoftmaxTrainer
 
 
 def _numpy_loss(user, items, targets, candidates, cand_log_q, target_log_q):

@@ -5,3 +5,4 @@ from keras_fame.data.pipeline import TrainingBatches, default_buckets, make_tf_d
 from keras_fame.data.sequences import DataFormatError, SequenceData, from_lists, read_sequences, write_sequences
 from keras_fame.data.split import EvaluationSet, LeaveOneOutSplit, every_prefix_rows, leave_one_out, pad_left
 from keras_fame.data.item_facets import ItemFacets, parse_facet_names, read_item_facets
+from keras_fame.data.sampled_batches import SAMPLERS, SampledBatches

@@ -8,6 +8,7 @@ from keras_fame.evaluation.ranking import (
     chunked_target_ranks,
     evaluate_model,
     evaluate_ranking,
+    evaluate_test_set,
     metrics_from_ranks,
     target_ranks,
     top_k,

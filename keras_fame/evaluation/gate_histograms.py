@@ -24,8 +24,9 @@ class GateHistograms(keras.callbacks.Callback):
 
     Keras' own `TensorBoard` callback logs the loss and the validation
     metrics (put it after `FullRankingEvaluation` to see those); it cannot
-    log these, which are outputs of inner layers, so this callback computes
-    them in a forward pass of its own. SASRec has neither and is skipped.
+    log these, which are outputs of inner layers, so this callback reads
+    them from the model's `scorer(explain=True)`. SASRec has neither and is
+    skipped.
     Writing needs TensorFlow installed (any backend trains).
 
     Args:
@@ -44,25 +45,20 @@ class GateHistograms(keras.callbacks.Callback):
 
     def weights_for(self, item_ids):
         """`(gate [rows, H], router [rows, H, N])` of the model at each row's newest position."""
-        model = self._recommender()
+        scorer = self._recommender().scorer(explain=True)
         gates, routers = [], []
-        scorer = model.scorer()
         for start in range(0, len(item_ids), self.batch_size):
-            batch = keras.ops.convert_to_tensor(item_ids[start : start + self.batch_size])
-            gates.append(keras.ops.convert_to_numpy(scorer(batch)["head_weights"]))
-            x, _, mask = model.item_embedding(batch)
-            for block in model.transformer_blocks:
-                x = block(x, padding_mask=mask)
-            _, router = model.moe_attention(x, padding_mask=mask, return_router_weights=True)
-            routers.append(keras.ops.convert_to_numpy(router[:, -1]))
+            out = scorer.predict_on_batch(item_ids[start : start + self.batch_size])
+            gates.append(np.asarray(out["head_weights"]))
+            routers.append(np.asarray(out["router_weights"]))
         return np.concatenate(gates), np.concatenate(routers)
 
     def _recommender(self):
-        # A `SampledSoftmaxTrainer` trains a wrapped model: log that model's gates.
+        # A trainer (`keras_fame.training`) trains a wrapped model: log that model's gates.
         return getattr(self.model, "recommender", self.model)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not hasattr(self._recommender(), "moe_attention"):
+        if not self._recommender().has_gates:
             return
         import tensorflow as tf  # lazily: only writing the events needs TensorFlow
 

@@ -88,7 +88,7 @@ class HeadDiagnostics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         model = getattr(self.model, "recommender", self.model)
-        if not getattr(model, "has_gates", False):
+        if not model.has_gates:
             return
         result = head_diagnostics(model, self.evaluation_set, ks=self.ks, exclude_history=self.exclude_history)
         self.history.append((epoch, result))

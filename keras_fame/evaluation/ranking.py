@@ -222,3 +222,17 @@ def _evaluate_chunked(model, evaluation_set, ks, exclude_history, batch_size, ch
         return chunked_target_ranks(users, item_matrix, targets, exclude, chunk_size)
 
     return _stream(ranks_of, ev, ks, exclude_history, batch_size)
+
+
+def evaluate_test_set(model, split):
+    """Test metrics of `model` on `split.test` under both protocols.
+
+    Returns:
+        `{"exclude_history": metrics, "all_items": metrics}`, each as
+        `evaluate_model` returns them.
+    """
+    scorer = model.scorer()
+    return {
+        "exclude_history": evaluate_model(model, split.test, exclude_history=True, scorer=scorer),
+        "all_items": evaluate_model(model, split.test, exclude_history=False, scorer=scorer),
+    }

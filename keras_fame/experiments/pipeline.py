@@ -17,11 +17,12 @@ import numpy as np
 from keras_fame.data import leave_one_out, read_sequences
 from keras_fame.experiments.reporting import PAPER_FAME, format_comparison, machine_description, write_json_atomic
 from keras_fame.models import FAME, SASRec
-from keras_fame.training import _json_default, evaluate_test_set, fit_with_early_stopping
+from keras_fame.evaluation import evaluate_test_set
+from keras_fame.training import fit_with_early_stopping
 from keras_fame.layers.facet_gated_head import HeadSliceIdentity
 from keras_fame.layers.item_embedding import FACET_FUSIONS
-from keras_fame.sampled_softmax import SAMPLERS
-from keras_fame.utils import dtype_policy, replace_atomically, save_model_atomic, set_deterministic
+from keras_fame.data.sampled_batches import SAMPLERS
+from keras_fame.utils import dtype_policy, json_default, replace_atomically, save_model_atomic, set_deterministic
 from keras_fame.validation import divisible, non_negative_float, non_negative_int, positive_float, positive_int, rate
 
 
@@ -130,7 +131,7 @@ def _finished_stages(results_path, config):
             previous = json.load(f)
     except (OSError, ValueError) as error:
         raise ValueError(f"{results_path}: unreadable ({error}); remove it or start over with resume=False") from error
-    now = json.loads(json.dumps(config, default=_json_default))
+    now = json.loads(json.dumps(config, default=json_default))
     before = {key: previous.get("config", {}).get(key) for key in now}
     changed = sorted(key for key in now if before[key] != now[key])
     if set(changed) - FAME_STAGE_KEYS:
@@ -173,7 +174,7 @@ class PipelineConfig:
         monitor: the validation metric for early stopping and model selection.
         deterministic: same seed, machine and backend -> the same metrics.
         negatives, sampler: a sampled softmax instead of the full one
-            (`keras_fame.sampled_softmax`; None: full softmax, the paper's).
+            (`keras_fame.data.SampledBatches`; None: full softmax, the paper's).
         mixed_precision: build SASRec and FAME with bf16 compute and
             float32 variables, float32 scores and loss
             (`keras_fame.utils.dtype_policy`; the text stage stays float32).

@@ -6,7 +6,7 @@ import platform
 
 import keras
 
-from keras_fame.training import _json_default
+from keras_fame.utils import json_default
 from keras_fame.utils import replace_atomically
 
 # Paper Table 2, FAME row (HR@5, HR@10, HR@20, NDCG@5, NDCG@10, NDCG@20).
@@ -33,7 +33,7 @@ def write_json_atomic(path, obj):
 
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=_json_default)
+            json.dump(obj, f, indent=2, default=json_default)
 
     replace_atomically(path, write)
 

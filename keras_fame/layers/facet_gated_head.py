@@ -51,11 +51,12 @@ class FacetGatedHead(keras.layers.Layer):
     `g = softmax([F^(1) | ... | F^(H)] W_g + b_g)` and the score
     `P(v) = sum_h g^(h) x_v^(h) . F^(h)` (Eq. 11).
 
-    The score is computed as ONE contraction of width `d = H d'`: the gated
-    stack `[g^(1) F^(1) | ... | g^(H) F^(H)]` against the stacked projected
-    table `[x_v W_f^(1) | ... | x_v W_f^(H)]`, the same cost as SASRec's
-    `x_v . F`; no `H` separate `[batch, items]` score tensors are formed.
-    The LayerNorm (over `d'`) is shared by the heads like `FFN'`.
+    The score is computed as ONE contraction of width `d` against the item
+    table itself: `P(v) = x_v . sum_h g^(h) W_f^(h) F^(h)` (Eq. 11 with the
+    projection moved to the query side, `user_vectors`), the same cost as
+    SASRec's `x_v . F`; no projected `[items, d]` table and no `H` separate
+    `[batch, items]` score tensors are formed. The LayerNorm (over `d'`) is
+    shared by the heads like `FFN'`.
 
     The padding column (item 0) gets a large negative score so it is never
     ranked or predicted.
@@ -63,16 +64,17 @@ class FacetGatedHead(keras.layers.Layer):
     Args:
         num_heads: int, `H`.
         head_dim: int, `d'`.
-        dropout: float, on the FFN' branch.
-        layer_norm_epsilon: float.
+        dropout: float in `[0, 1)`, on the FFN' branch. Defaults to 0.
+        layer_norm_epsilon: float. Defaults to 1e-8.
         kernel_initializer: initializer of the FFN' and gate kernels.
+            Defaults to `"glorot_uniform"`.
         item_projection_initializer: initializer of `W_f`, `[d, H, d']`.
-            The default, `HeadSliceIdentity()`, starts `x_v^(h)` as `H` times
-            the `h`-th slice of `x_v` (the paper does not say how `W_f`
-            starts; a random `W_f` loses SASRec's tied-embedding score, which
-            costs FAME both from scratch and after the transplant, see
-            `results/README.md`). Pass e.g. `"glorot_uniform"` for a random
-            start.
+            Defaults to `HeadSliceIdentity()`, which starts `x_v^(h)` as `H`
+            times the `h`-th slice of `x_v`, so FAME starts from SASRec's
+            tied-embedding score (the paper does not say how `W_f` starts;
+            `docs/design.md`). Pass e.g. `"glorot_uniform"` for a random start.
+        gate_temperature: float, divides the gate logits (Eq. 10; ours, the
+            paper's gate has 1). Defaults to 1.0.
 
     Call arguments:
         features: `[..., num_heads, head_dim]`, per-head sub-embeddings `f^(h)`
@@ -95,7 +97,7 @@ class FacetGatedHead(keras.layers.Layer):
 
     Reference:
         Liu, Zhang, Long. Facet-Aware Multi-Head Mixture-of-Experts Model for
-        Sequential Recommendation (2025), §4.2.3.
+        Sequential Recommendation (2025), §4.2.3, https://arxiv.org/abs/2411.01457.
     """
 
     def __init__(
@@ -160,69 +162,59 @@ class FacetGatedHead(keras.layers.Layer):
             logits = logits / self.gate_temperature
         return ops.softmax(logits, axis=-1)
 
-    def projected_items(self, item_table):
-        """`[x_v W_f^(1) | ... | x_v W_f^(H)]` for every item (Eq. 8), `[num_items + 1, H d']`."""
-        d = self.num_heads * self.head_dim
-        item_table = ops.cast(item_table, self.compute_dtype)
-        return ops.matmul(item_table, ops.reshape(self.item_projection, (d, d)))
+    def head_user_vectors(self, facets):
+        """Each head's query in item space, `W_f^(h) F^(h)`, `[..., H, d]` (Eq. 8-9).
 
-    def item_matrix(self, item_table):
-        """The item side of the gated score, `projected_items(item_table)` `[rows, H d']` (Eq. 8).
-
-        `item_table` may hold any subset of the rows (e.g. sampled
-        candidates): the projection is row-wise.
+        Head `h`'s score of item `v`, `x_v^(h) . F^(h) = (x_v W_f^(h)) . F^(h)`,
+        equals `x_v . (W_f^(h) F^(h))`: projecting the query (`d'` to `d`)
+        instead of the item table costs `d^2` per user instead of `|V| d^2`
+        per call, and scores any rows of the plain table.
         """
-        return self.projected_items(item_table)
-
-    def facet_logits(self, facets, facet_rows):
-        """Head `k` scores facet `k`'s labels as it scores items: `F^(k) . (E_k W_f^(k))^T` (ours).
-
-        Args:
-            facets: `F`, `[..., H, d']` (the second output of `user_vectors`).
-            facet_rows: list of `K` tensors `[C_k + 1, H d']`
-                (`ItemEmbedding.facet_rows`); facet `k` is predicted by head
-                `k`, for `k < min(K, H)`.
-
-        Returns:
-            A list of `min(K, H)` tensors `[..., C_k + 1]`, column 0 (no
-            label) at `PADDING_SCORE`.
-        """
-        facets = ops.cast(facets, self.compute_dtype)
-        out = []
-        for k, rows in enumerate(facet_rows[: self.num_heads]):
-            label_vectors = ops.matmul(ops.cast(rows, self.compute_dtype), self.item_projection[:, k, :])  # [C_k+1, d']
-            out.append(mask_padding_scores(score_items(facets[..., k, :], label_vectors)))
-        return out
+        return ops.einsum("...he,dhe->...hd", facets, ops.cast(self.item_projection, facets.dtype))
 
     def user_vectors(self, features, training=None):
-        """The gated facets `[g_1 F^(1) | ... | g_H F^(H)]` `[..., H d']`, with `F` and `g`.
+        """The scoring-head interface shared with `ItemScores`: query vectors in item space.
 
-        The gated score (Eq. 11) is their dot product with `projected_items`.
+        Eq. 11 as one dot product with the item table:
+        `P(v) = sum_h g^(h) x_v W_f^(h) . F^(h) = x_v . user`, with
+        `user = sum_h g^(h) W_f^(h) F^(h)`.
+
+        Args:
+            features: `[..., H, d']`, the per-head sub-embeddings `f^(h)`.
+            training: bool.
 
         Returns:
-            `(gated, facets, gates)`.
+            A dict: `user` `[..., d]` (the score of item `v` is
+            `user . x_v`), `head_users` `[..., H, d]` (head `h`'s own score
+            is `head_users[h] . x_v`), `gates` `[..., H]` (Eq. 10) and
+            `facets` `F` `[..., H, d']` (Eq. 7).
         """
         # Explicit cast: wrappers (scorers, trainers) call these methods directly, past Keras' input
         # autocast; under mixed precision this layer computes in float32 on bf16 features.
         facets = self.facets(ops.cast(features, self.compute_dtype), training=training)
         gates = self.gates(facets)
-        lead = ops.shape(facets)[:-2]
-        gated = ops.reshape(facets * gates[..., None], (*lead, self.num_heads * self.head_dim))
-        return gated, facets, gates
+        head_users = self.head_user_vectors(facets)
+        user = ops.sum(head_users * gates[..., None], axis=-2)
+        return {"user": user, "head_users": head_users, "gates": gates, "facets": facets}
+
+    def facet_queries(self, vectors, num_facets):
+        """The vectors that score facet labels: head `k`'s query for facet `k`, `k < min(K, H)` (ours).
+
+        Used by the auxiliary facet loss (`keras_fame.models.retrieval.facet_logits`):
+        head `k` scores facet `k`'s label rows as it scores items.
+        """
+        return [vectors["head_users"][..., k, :] for k in range(min(int(num_facets), self.num_heads))]
 
     def call(self, features, item_table, return_gates=False, return_head_scores=False, training=None):
-        gated, facets, gates = self.user_vectors(features, training=training)
-        H, e = self.num_heads, self.head_dim
-        lead = ops.shape(facets)[:-2]
-        items = self.projected_items(item_table)  # [V + 1, H d']
-        # One matmul of width d = H d' against the stacked projected table.
-        scores = mask_padding_scores(score_items(gated, items))
+        vectors = self.user_vectors(features, training=training)
+        item_table = ops.cast(item_table, self.compute_dtype)
+        # One matmul of width d against the item table (Eq. 11).
+        scores = mask_padding_scores(score_items(vectors["user"], item_table))
         if not (return_gates or return_head_scores):
             return scores
-        outputs = (scores, gates)
+        outputs = (scores, vectors["gates"])
         if return_head_scores:
-            per_head = ops.einsum("nhe,vhe->nhv", ops.reshape(facets, (-1, H, e)), ops.reshape(items, (-1, H, e)))
-            outputs += (mask_padding_scores(ops.reshape(per_head, (*lead, H, -1))),)
+            outputs += (mask_padding_scores(score_items(vectors["head_users"], item_table)),)
         return outputs
 
     def compute_output_spec(self, features, item_table, return_gates=False, return_head_scores=False, training=None):

@@ -26,10 +26,13 @@ class FacetMoEBlock(keras.layers.Layer):
     Call arguments:
         inputs: `[batch, seq, H * d']`.
         padding_mask: bool `[batch, seq]`, true at real items.
+        return_router_weights: bool, also return the routers' weights
+            `beta` (Eq. 16). Defaults to False.
         training: bool.
 
     Returns:
-        `[batch, seq, H, d']`, the per-head sub-embeddings `f^(h)`.
+        `[batch, seq, H, d']`, the per-head sub-embeddings `f^(h)`; with
+        `return_router_weights`, a tuple with `beta` `[batch, seq, H, N]`.
 
     Example:
     >>> block = FacetMoEBlock(num_heads=2, head_dim=4, num_experts=3)
@@ -53,13 +56,18 @@ class FacetMoEBlock(keras.layers.Layer):
         self.attention.build(inputs_shape, padding_mask_shape)
         self.norm.build(tuple(inputs_shape[:-1]) + (self.num_heads, self.head_dim))
 
-    def call(self, inputs, padding_mask=None, training=None):
-        heads = self.attention(inputs, padding_mask=padding_mask, training=training)
+    def call(self, inputs, padding_mask=None, return_router_weights=False, training=None):
+        heads, router = self.attention(inputs, padding_mask=padding_mask, return_router_weights=True, training=training)
         split = ops.reshape(inputs, (*ops.shape(inputs)[:-1], self.num_heads, self.head_dim))
-        return self.norm(split + self.residual_dropout(heads, training=training))
+        outputs = self.norm(split + self.residual_dropout(heads, training=training))
+        return (outputs, router) if return_router_weights else outputs
 
-    def compute_output_shape(self, inputs_shape, padding_mask_shape=None):
-        return tuple(inputs_shape[:-1]) + (self.num_heads, self.head_dim)
+    def compute_output_spec(self, inputs, padding_mask=None, return_router_weights=False, training=None):
+        lead = tuple(inputs.shape[:-1])
+        outputs = keras.KerasTensor(lead + (self.num_heads, self.head_dim), dtype=self.compute_dtype)
+        if not return_router_weights:
+            return outputs
+        return outputs, keras.KerasTensor(lead + (self.num_heads, self.num_experts), dtype=self.compute_dtype)
 
     def get_config(self):
         return {

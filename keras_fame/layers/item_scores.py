@@ -1,7 +1,8 @@
 import keras
 from keras import ops
 
-# Finite, so that softmax cross-entropy and top-k stay NaN-free.
+# The one logit for what must never win (padding, seen items, masked keys, accidental hits): finite, so that
+# softmax cross-entropy and top-k stay NaN-free.
 PADDING_SCORE = -1e9
 
 
@@ -43,34 +44,17 @@ class ItemScores(keras.layers.Layer):
     (2, 3, 11)
     """
 
-    has_gates = False  # the scoring-head interface shared with `FacetGatedHead`
-
     def user_vectors(self, features, training=None):
-        """`(features, features, None)`: the user vector, the vector that predicts facets, no gates.
+        """The scoring-head interface shared with `FacetGatedHead`: `{"user": features}`.
 
-        The same interface as `FacetGatedHead.user_vectors`: the score is the
-        dot product of the user vector with `item_matrix(item_table)`.
+        The score of item `v` is `user . x_v` (Eq. 6); SASRec has no heads'
+        own queries and no gate.
         """
-        features = ops.cast(features, self.compute_dtype)
-        return features, features, None
+        return {"user": ops.cast(features, self.compute_dtype)}
 
-    def item_matrix(self, item_table):
-        """The item side of the score: the item table itself (Eq. 6), `[num_items + 1, d]`."""
-        return ops.cast(item_table, self.compute_dtype)
-
-    def facet_logits(self, facet_vectors, facet_rows):
-        """Scores of every label of every facet, as items are scored: `F . E_k^T` (ours).
-
-        Args:
-            facet_vectors: `[..., d]` (the second output of `user_vectors`).
-            facet_rows: list of `K` tensors `[C_k + 1, d]`
-                (`ItemEmbedding.facet_rows`).
-
-        Returns:
-            A list of `K` tensors `[..., C_k + 1]`, column 0 (no label) at
-            `PADDING_SCORE`.
-        """
-        return [mask_padding_scores(score_items(facet_vectors, ops.cast(rows, self.compute_dtype))) for rows in facet_rows]
+    def facet_queries(self, vectors, num_facets):
+        """The vectors that score facet labels: the user vector, for every facet (ours)."""
+        return [vectors["user"]] * int(num_facets)
 
     def call(self, features, item_table):
         # Explicit casts: wrappers (scorers, trainers) call `call` directly, past Keras' input autocast;

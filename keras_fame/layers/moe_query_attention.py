@@ -3,11 +3,10 @@ import math
 import keras
 from keras import ops
 
-from keras_fame.validation import no_unknown_kwargs, positive_int, rate
-
-# Large negative, finite: a fully masked row (a padded query at the left of a
+# Masked keys get PADDING_SCORE (large negative, finite): a fully masked row (a padded query at the left of a
 # left-padded sequence) then gives a uniform softmax instead of NaN.
-_MASK_VALUE = -1e9
+from keras_fame.layers.item_scores import PADDING_SCORE
+from keras_fame.validation import no_unknown_kwargs, positive_int, rate
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -117,12 +116,12 @@ class MoEQueryAttention(keras.layers.Layer):
         positions = ops.arange(seq)
         if padding_mask is not None:
             key_ok = ops.cast(padding_mask, "bool")[:, None, None, None, :]
-            logits = ops.where(key_ok, logits, ops.cast(_MASK_VALUE, logits.dtype))
+            logits = ops.where(key_ok, logits, ops.cast(PADDING_SCORE, logits.dtype))
         # Future keys get an even lower value: a padded query row (all its
         # keys are padding) then still attends only to the past, so every
         # position, padded or not, is causal.
         causal = (positions[None, :] <= positions[:, None])[None, None, None]  # [.., t_query, t_key]
-        logits = ops.where(causal, logits, ops.cast(2 * _MASK_VALUE, logits.dtype))
+        logits = ops.where(causal, logits, ops.cast(2 * PADDING_SCORE, logits.dtype))
         weights = ops.softmax(logits, axis=-1)  # [b, H, N, t, t]
         weights = self.attention_dropout(weights, training=training)
         expert_outputs = ops.einsum("bhnij,bjhe->bihne", weights, values)  # [b, t, H, N, e]

@@ -1,16 +1,11 @@
 """The one ranking path: raw histories -> model input window -> masked top-k.
 
-`SequentialRecommender.ranker()` chains these two layers around a model's
-newest-position scorer; `recommend()` and the SavedModel export both call
-that ranker, so "keep the newest `max_len` items, leave out what the user
-has seen, never return padding, take the top-k" exists once, in `keras.ops`
-(any backend).
-
-Why not keras-rs: `keras_rs.layers.BruteForceRetrieval` scores a query
-against a candidate table and takes the top-k, but it has no per-row
-exclusion of seen items, and FAME's scores are not a plain dot product with
-one table (they are gated over heads, `FacetGatedHead`), so the scores come
-from the model's own head and only the masking + top-k is done here.
+`SequentialRecommender.ranker()` (`keras_fame.models.retrieval`) chains
+`NewestItems`, the model's encoder and `chunked_top_k`; `recommend()` and the
+SavedModel export both call that ranker, so "keep the newest `max_len` items,
+leave out what the user has seen, never return padding, take the top-k"
+exists once, in `keras.ops` (any backend). `HistoryTopK` is the same top-k on
+a score matrix that is already there.
 """
 
 import keras
@@ -105,17 +100,9 @@ class HistoryTopK(keras.layers.Layer):
         self.exclude_seen = bool(exclude_seen)
 
     def call(self, scores, history):
-        scores = ops.cast(scores, "float32")
-        width = ops.shape(scores)[-1]
-        column = ops.arange(width, dtype="int32")
-        if self.exclude_seen:
-            seen = _seen_in_range(history, 0, width)
-            if len(scores.shape) == 3:
-                seen = seen[:, None, :]
-            scores = ops.where(seen, ops.cast(PADDING_SCORE, scores.dtype), scores)
-        scores = ops.where(column == 0, ops.cast(2 * PADDING_SCORE, scores.dtype), scores)
-        values, ids = ops.top_k(scores, k=self.k)
-        return ops.cast(ids, "int32"), values
+        width = int(scores.shape[-1])
+        history = history if self.exclude_seen else None
+        return chunked_top_k(lambda lo, hi: scores[..., lo:hi], width, self.k, history, chunk_size=width)
 
     def compute_output_spec(self, scores, history):
         shape = tuple(scores.shape[:-1]) + (self.k,)

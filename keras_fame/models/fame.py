@@ -189,13 +189,13 @@ class FAME(SequentialRecommender):
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
         x, item_table, padding_mask = self._embed_and_encode(item_ids, num_blocks - 1)
         if moe_layout == "block":
-            features = self.moe_block(x, padding_mask=padding_mask)  # [batch, seq, H, d']
+            features, router = self.moe_block(x, padding_mask=padding_mask, return_router_weights=True)  # [b, t, H, d']
         else:
-            heads_out = self.moe_attention(x, padding_mask=padding_mask)
+            heads_out, router = self.moe_attention(x, padding_mask=padding_mask, return_router_weights=True)
             features = self.moe_norm(self.moe_residual([self.split_heads(x), self.moe_dropout(heads_out)]))
         scores = self.facet_head(features, item_table)
         super().__init__(inputs=item_ids, outputs=scores, **kwargs)
-        self._set_head(features, item_table, self.facet_head)
+        self._set_head(features, item_table, self.facet_head, router_weights=router)
 
         # === Config ===
         self._set_config(

@@ -36,9 +36,8 @@ import numpy as np
 from keras import ops
 
 from keras_fame.data.item_text import facets_for_heads
+from keras_fame.layers.item_scores import PADDING_SCORE
 from keras_fame.validation import MODEL_KWARGS, no_unknown_kwargs, non_negative_int, positive_float, positive_int, rate
-
-_NEG = -1e9
 
 
 def supervised_contrastive_loss(embeddings, labels, temperature=0.1):
@@ -71,7 +70,7 @@ def supervised_contrastive_loss(embeddings, labels, temperature=0.1):
     both = ops.logical_and(valid[:, None], valid[None, :])
     candidates = ops.logical_and(not_self, both)
     positives = ops.logical_and(candidates, ops.equal(labels[:, None], labels[None, :]))
-    masked = ops.where(candidates, logits, ops.cast(_NEG, logits.dtype))
+    masked = ops.where(candidates, logits, ops.cast(PADDING_SCORE, logits.dtype))
     log_prob = logits - ops.logsumexp(masked, axis=1, keepdims=True)
     positives_f = ops.cast(positives, logits.dtype)
     count = ops.sum(positives_f, axis=1)

@@ -234,3 +234,18 @@ def test_files_saved_before_the_moe_block_layer_load_with_the_flat_layout(tmp_pa
     np.testing.assert_allclose(np.asarray(block(ids)), np.asarray(flat(ids)), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="moe_layout"):
         FAME(40, hidden_dim=8, num_heads=2, num_experts=3, moe_layout="nested")
+
+
+@pytest.mark.parametrize("moe_layout", ["block", "flat"])
+def test_the_scorer_explains_with_the_routers_weights_at_the_newest_position(moe_layout):
+    keras.utils.set_random_seed(2)
+    model = FAME(30, hidden_dim=8, num_heads=2, num_experts=3, max_len=6, moe_layout=moe_layout)
+    ids = np.random.default_rng(0).integers(0, 31, size=(4, 6)).astype("int32")
+    out = model.scorer(explain=True).predict_on_batch(ids)
+    x, _, mask = model.item_embedding(ids)
+    for block in model.transformer_blocks:
+        x = block(x, padding_mask=mask)
+    _, router = model.moe_attention(x, padding_mask=mask, return_router_weights=True)
+    np.testing.assert_allclose(out["router_weights"], np.asarray(router)[:, -1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["router_weights"].sum(-1), 1.0, rtol=1e-5)
+    assert "router_weights" not in model.scorer().predict_on_batch(ids)

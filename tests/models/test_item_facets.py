@@ -6,8 +6,7 @@ import pytest
 
 from keras_fame import FAME, SASRec
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
-from keras_fame.models.sequential_recommender import AllPositionsTrainer
-from keras_fame.training import LastPositionTrainer
+from keras_fame.training import AllPositionsTrainer, LastPositionTrainer
 
 V = 30
 
@@ -38,15 +37,26 @@ def _softmax_ce(logits, labels):
 
 
 def test_fused_scores_equal_the_gated_score_of_the_fused_table():
+    # Eq. 11 as the paper writes it, item side: sum_h g_h (x_v W_f^(h)) . F^(h), in numpy on the fused table.
     model = _fame()
     ids = _histories()
     out = model.scorer(explain=True).predict_on_batch(ids)
-    user_model, item_matrix = model.score_factors()
+    features = keras.Model(model.inputs, model._head_wiring[0])(ids)[:, -1]  # [users, H, d']
+    facets = model.facet_head.facets(features)
+    gates = np.asarray(model.facet_head.gates(facets))
+    facets = np.asarray(facets)
     table = np.asarray(model.item_embedding.item_table())
-    w_f = np.asarray(model.facet_head.item_projection).reshape(8, 8)
-    np.testing.assert_allclose(item_matrix, table @ w_f, rtol=1e-5, atol=1e-6)
+    w_f = np.asarray(model.facet_head.item_projection)  # [d, H, d']
+    per_head = np.einsum("vd,dhe,uhe->uhv", table, w_f, facets)
+    want = np.einsum("uh,uhv->uv", gates, per_head)
+    np.testing.assert_allclose(np.asarray(out["scores"])[:, 1:], want[:, 1:], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["head_scores"])[:, :, 1:], per_head[:, :, 1:], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["head_weights"]), gates, rtol=1e-5, atol=1e-6)
+    # The factors: the user vector against the fused table itself (no projected table).
+    user_model, item_matrix = model.score_factors()
+    np.testing.assert_allclose(item_matrix, table, rtol=1e-6, atol=1e-7)
     scores = np.asarray(user_model.predict_on_batch(ids)) @ item_matrix.T
-    np.testing.assert_allclose(np.asarray(out["scores"])[:, 1:], scores[:, 1:], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores[:, 1:], want[:, 1:], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [SASRec, FAME])

@@ -1,0 +1,146 @@
+"""Trainers: wrap a built `SASRec`/`FAME` to fit it with another objective; the wrapped model's weights train.
+
+- `AllPositionsTrainer`: the full softmax at every position (as `model.fit`),
+  plus the auxiliary facet loss;
+- `LastPositionTrainer`: the full softmax at the newest position only (every-prefix rows);
+- `SampledSoftmaxTrainer`: a sampled softmax over shared candidates
+  (`keras_fame.data.SampledBatches`, `keras_fame.losses.sampled_logits`).
+
+Every score is the head's `user` vector against rows of the item table
+(`keras_fame.models.retrieval`). Ranking callbacks (`FullRankingEvaluation`)
+use the wrapped model's `scorer()`. Save the wrapped model, not the trainer.
+"""
+
+import keras
+import numpy as np  # noqa: F401  (doctest)
+
+from keras_fame.layers.item_scores import mask_padding_scores, score_items
+from keras_fame.losses import MaskedSoftmaxCrossEntropy, facet_cross_entropy, sampled_logits  # noqa: F401
+from keras_fame.models.retrieval import facet_logits
+
+
+class RecommenderTrainer(keras.Model):
+    """Base of the trainers: the wrapped `recommender`, its `encoder` and scoring `head`, and the facet loss.
+
+    The `encoder` maps item ids to the recommender's `(features, item_table)`;
+    it and the `head` share the recommender's layers. Subclasses define
+    `call`.
+
+    Args:
+        recommender: a built `SASRec` or `FAME`.
+        facet_loss_weight: float >= 0, the weight `lambda` of the auxiliary
+            facet loss (`keras_fame.losses.facet_cross_entropy`): the total
+            loss is `L_rec + lambda L_facet`; > 0 needs a model built with
+            `item_facets`. Defaults to 0 (the recommendation loss alone).
+    """
+
+    def __init__(self, recommender, facet_loss_weight=0.0, **kwargs):
+        super().__init__(**kwargs)
+        features, item_table, head = recommender._head_wiring
+        if not float(facet_loss_weight) >= 0:
+            raise ValueError(f"facet_loss_weight={facet_loss_weight} must be a non-negative number")
+        if facet_loss_weight and not recommender.item_embedding.facet_labels:
+            raise ValueError("facet_loss_weight > 0 needs a model built with item_facets")
+        self.facet_loss_weight = float(facet_loss_weight)
+        self.recommender = recommender
+        self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
+        self.head = head
+        # Every weight belongs to the already built recommender, so the trainer is built too: a resumed
+        # `fit` (`keras_fame.training.TrainingCheckpoint`) loads its checkpoint before any batch runs.
+        self.built = True
+
+    def scorer(self, explain=False):
+        return self.recommender.scorer(explain=explain)
+
+    @property
+    def num_items(self):
+        return self.recommender.num_items
+
+    def _outputs(self, logits, vectors):
+        """What `call` returns: the logits, or with the facet loss a dict of logits and facet logits."""
+        if not self.facet_loss_weight:
+            return logits
+        embedding = self.recommender.item_embedding
+        count = len(embedding.facet_labels)
+        rows = [embedding.facet_rows(k) for k in range(count)]
+        return {"logits": logits, "facet_logits": facet_logits(self.head.facet_queries(vectors, count), rows)}
+
+    def _score_positions(self, features, item_table, training=None):
+        """Full-softmax logits `[..., num_items + 1]` and the head's query vectors."""
+        vectors = self.head.user_vectors(features, training=training)
+        table = keras.ops.cast(item_table, vectors["user"].dtype)
+        return mask_padding_scores(score_items(vectors["user"], table)), vectors
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The recommendation loss, plus `facet_loss_weight` times the facet loss (`facet_cross_entropy`)."""
+        if not isinstance(y_pred, dict):
+            return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred["logits"], sample_weight=sample_weight, training=training)
+        targets = keras.ops.cast(y, "int32")
+        labels = [keras.ops.take(v, targets, axis=0) for v in self.recommender.item_embedding.facet_labels]
+        return loss + self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels)
+
+
+class AllPositionsTrainer(RecommenderTrainer):
+    """The full softmax at every position, like `model.fit` on the recommender, plus the facet loss.
+
+    `model.fit` on the recommender trains the recommendation loss only; the
+    facet loss needs the targets, which a trainer's `compute_loss` sees.
+
+    Example:
+    >>> from keras_fame.models import SASRec
+    >>> model = SASRec(num_items=20, hidden_dim=8, max_len=5, item_facets=[np.arange(21) % 3])
+    >>> trainer = AllPositionsTrainer(model, facet_loss_weight=0.5)
+    >>> trainer.compile(optimizer="adam", loss=MaskedSoftmaxCrossEntropy())
+    >>> x = np.array([[0, 1, 2, 3, 4]], "int32")
+    >>> float(trainer.train_on_batch(x, np.array([[0, 2, 3, 4, 5]]))) > 0
+    True
+    """
+
+    def call(self, inputs, training=None):
+        features, item_table = self.encoder(inputs, training=training)
+        return self._outputs(*self._score_positions(features, item_table, training=training))
+
+
+class LastPositionTrainer(RecommenderTrainer):
+    """The full softmax at the newest position only, for every-prefix rows (`keras_fame.data.every_prefix_rows`).
+
+    There only the last column holds a target: the wrapped model would
+    score every position, `[batch, seq, num_items + 1]`, to use one. This
+    trainer runs the same encoder and head on the last position alone,
+    `[batch, 1, num_items + 1]` (the head is position-wise, so the logits
+    and their gradients are the same), and the loss reads the targets' last
+    column. With `V` items and `seq`-long buckets that saves `(seq - 1) V d`
+    multiply-adds per row.
+    """
+
+    def call(self, inputs, training=None):
+        features, item_table = self.encoder(inputs, training=training)
+        if not self.facet_loss_weight:
+            return self.head(features[:, -1:, :], item_table, training=training)
+        return self._outputs(*self._score_positions(features[:, -1:, :], item_table, training=training))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y is not None:
+            y = y[:, -1:]
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+class SampledSoftmaxTrainer(RecommenderTrainer):
+    """A sampled softmax: each position's target against the batch's shared candidates.
+
+    Takes `keras_fame.data.SampledBatches`' input dict and returns
+    `keras_fame.losses.sampled_logits` of the head's `user` vectors at
+    every position against the gathered rows of the item table (FAME's
+    projection sits on the query side, so only the candidates' rows are
+    read). Compile it with `keras_fame.losses.SampledSoftmaxCrossEntropy`.
+    """
+
+    def call(self, inputs, training=None):
+        features, item_table = self.encoder(inputs["item_ids"], training=training)
+        vectors = self.head.user_vectors(features, training=training)
+        logits = sampled_logits(
+            vectors["user"], keras.ops.cast(item_table, vectors["user"].dtype), inputs["targets"],
+            inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"],
+        )
+        return self._outputs(logits, vectors)
