@@ -121,6 +121,13 @@ def test_a_changed_fame_stage_setting_keeps_the_sasrec_stage_and_trains_fame_aga
     second = run_pipeline(str(seq), "toys", out, num_experts=2, fame_dropout=0.2, **small)
     assert os.path.getmtime(os.path.join(out, "sasrec.keras")) == sasrec_mtime  # loaded, not trained again
     assert second["sasrec"] == first["sasrec"]
+    # Provenance: one entry per process that worked on the folder; the first one's machine is kept.
+    assert len(first["provenance"]) == 1 and len(second["provenance"]) == 2
+    assert second["provenance"][0] == first["provenance"][0] and second["machine"] == first["machine"]
+    entry = second["provenance"][1]
+    assert entry["git"]["commit"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                                    text=True).stdout.strip()
+    assert entry["command"] and entry["machine"]["cpu_count"] == os.cpu_count() and "keras" in entry["packages"]
     assert second["config"]["num_experts"] == 2 and second["config"]["fame_dropout"] == 0.2
     assert keras.saving.load_model(os.path.join(out, "fame.keras")).num_experts == 2
     fresh = run_pipeline(str(seq), "toys", str(tmp_path / "fresh"), num_experts=2, fame_dropout=0.2, **small)

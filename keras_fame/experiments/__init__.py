@@ -15,4 +15,10 @@ The multi-seed runner and the paper's figures are scripts in `benchmarks/`
 """
 
 from keras_fame.experiments.pipeline import PipelineConfig, TextStart, run_pipeline, text_item_table
-from keras_fame.experiments.reporting import PAPER_FAME, format_comparison, machine_description, write_json_atomic
+from keras_fame.experiments.reporting import (
+    PAPER_FAME,
+    format_comparison,
+    machine_description,
+    provenance,
+    write_json_atomic,
+)

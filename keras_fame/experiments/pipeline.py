@@ -15,7 +15,13 @@ import keras
 import numpy as np
 
 from keras_fame.data import leave_one_out, read_sequences
-from keras_fame.experiments.reporting import PAPER_FAME, format_comparison, machine_description, write_json_atomic
+from keras_fame.experiments.reporting import (
+    PAPER_FAME,
+    format_comparison,
+    machine_description,
+    provenance,
+    write_json_atomic,
+)
 from keras_fame.models import FAME, SASRec
 from keras_fame.evaluation import evaluate_test_set
 from keras_fame.training import fit_with_early_stopping
@@ -140,7 +146,9 @@ def _finished_stages(results_path, config):
             f"({', '.join(k for k in changed if k not in FAME_STAGE_KEYS)} differ); "
             "use another output folder, or start over (resume=False, --fresh)"
         )
-    done = {"config": previous["config"]}
+    done = {"config": previous["config"], "provenance": previous.get("provenance", [])}
+    if "machine" in previous:
+        done["machine"] = previous["machine"]
     for stage in ("text_start", "sasrec", "fame"):
         if stage in previous and (stage == "text_start" or "test" in previous[stage]) and not (changed and stage == "fame"):
             done[stage] = previous[stage]
@@ -354,6 +362,7 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
                 "facet_loss_weight": config.facet_loss_weight} if config.item_facets else {}),
         },
         "machine": machine_description(),
+        "provenance": [provenance()],
         "paper_fame": PAPER_FAME.get(dataset),
     }
     fame_facet_loss_weight = (
@@ -383,6 +392,9 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
     results_path = os.path.join(output_dir, "results.json")
     checkpoints = os.path.join(output_dir, "checkpoints")
     done, fame_changed = _finished_stages(results_path, results["config"]) if resume else ({}, False)
+    # A resumed run keeps the first process's machine and appends its own entry to the provenance.
+    results["machine"] = done.get("machine", results["machine"])
+    results["provenance"] = done.get("provenance", []) + results["provenance"]
     if not resume and os.path.isdir(checkpoints):
         shutil.rmtree(checkpoints)
     for stage in ("fame", "fame_warmup") if fame_changed else ():
