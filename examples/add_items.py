@@ -57,7 +57,7 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--offsets", choices=("zero", "neighbours"), default="neighbours",
                         help="new items' ID offsets: borrowed from their text-nearest trained items (default; "
-                        "`model.impute_offsets`: on Toys it put 9x more cold targets in the top 10, results/README.md "
+                        "`model.impute_offsets`: on Toys it put 9x more cold targets in the top 10, results/LOG.md "
                         "session 11) or 0 (scored from text alone)")
     parser.add_argument("--neighbours", type=int, default=10, help="k for --offsets neighbours")
     args = parser.parse_args(argv)

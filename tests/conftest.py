@@ -14,10 +14,17 @@ def _seed():
 
 
 def real_data_file(dataset):
-    """Path of a real dataset, or skip with the reason (FAME_DATA_DIR or ../shared/data)."""
+    """Path of a real dataset, or skip with the reason (FAME_DATA_DIR or ../shared/data).
+
+    Under CI (`CI=true`, set by `.ci/run`) a missing dataset fails the test instead: CI has the data
+    beside the checkout, so its absence is a broken set-up, not a reason to pass.
+    """
     path = find_sequence_file(dataset)
     if path is None:
-        pytest.skip(f"real {dataset} data not found: set FAME_DATA_DIR or place ../shared/data beside the checkout")
+        reason = f"real {dataset} data not found: set FAME_DATA_DIR or place ../shared/data beside the checkout"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + " (CI=true: the real-data tests must run)")
+        pytest.skip(reason)
     return path
 
 
@@ -33,6 +40,12 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture
+def real_data():
+    """`real_data(dataset)`: the path of a real dataset (`real_data_file`)."""
+    return real_data_file
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from keras_fame.data.registry import DATASET_FILES, DATASETS, ITEM_TEXT_FILES, f
 
 
 # Presets of the backbone recipe flags (`--recipe`), by argparse destination. "bsarec": the recipe of the
-# strongest public in-family codebases on the same data (BSARec, TV-Rec, WEARec; issue 9, item 7).
+# strongest public in-family codebases on the same data (BSARec, TV-Rec, WEARec; docs/design.md).
 RECIPES = {
     "paper": {},
     "bsarec": {
@@ -94,7 +94,7 @@ def main(dataset, argv=None, reexec=None):
     )
     parser.add_argument(
         "--fame-dropout", type=float, default=D.fame_dropout,
-        help="dropout of the FAME stage (0.5 was best on Toys validation, see results/README.md)",
+        help="dropout of the FAME stage (0.5 was best on Toys validation, see docs/design.md)",
     )
     parser.add_argument(
         "--w-f-init", choices=("identity", "random"), default="identity",
@@ -135,7 +135,7 @@ def main(dataset, argv=None, reexec=None):
     text.add_argument(
         "--text-init", choices=("none", "pca", "facet"), default=None,
         help="item table start: random (none), PCA of the MiniLM text embeddings, or facet-contrastive pre-training "
-        "(default: facet when the dataset's item text file exists, else none; see results/README.md)",
+        "(default: facet when the dataset's item text file exists, else none; see docs/design.md)",
     )
     text.add_argument(
         "--text-frozen", action="store_true",

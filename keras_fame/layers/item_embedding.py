@@ -32,18 +32,15 @@ class ItemEmbedding(keras.layers.Layer):
     learned per-item ID offset. An item that never gets gradient (a cold
     item, masked out of the training softmax) keeps offset 0 and is scored
     from its content alone; new items can be appended from their content
-    (`SequentialRecommender.with_new_items`). With a free offset, trained
-    items drift far from their content and an offset-0 item cannot compete
-    (measured: cold items never reach the top 10, `results/README.md`);
-    `offset_max_norm` bounds each offset row's L2 norm (a bounded per-item
-    delta around the content, as in "Let It Go? Not Quite", RecSys'25), so
-    content-only items are scored on the same footing. That bound alone
-    did not get cold items ranked either: the sequence encoder still learns
-    to read items by their offsets. `offset_dropout` trains it to score by
-    content too: at each training step every item's offset is dropped (set
-    to 0, in the input and the output table alike) with that probability,
-    so a row that is content only is an ordinary case during training, as
-    in DropoutNet (Volkovs et al., NeurIPS'17). No rescaling: at inference
+    (`SequentialRecommender.with_new_items`). `offset_max_norm` bounds
+    each offset row's L2 norm (a bounded per-item delta around the content,
+    as in "Let It Go? Not Quite", RecSys'25), so content-only items are
+    scored on the same footing as trained ones. `offset_dropout` trains the
+    sequence encoder to score by content too: at each training step every
+    item's offset is dropped (set to 0, in the input and the output table
+    alike) with that probability, so a row that is content only is an
+    ordinary case during training, as in DropoutNet (Volkovs et al.,
+    NeurIPS'17); why both exist is in `docs/design.md`. No rescaling: at inference
     every trained item keeps its whole offset. The content table itself is
     frozen at the scale it was given (RMS 0.02 for the text starts), while
     offsets grow in training; `learn_content_scale=True` adds one trainable

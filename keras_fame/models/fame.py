@@ -77,8 +77,7 @@ class FAME(SequentialRecommender):
         item_projection_initializer: initializer of `W_f` (Eq. 8); default
             `HeadSliceIdentity()` (`H` times the identity, split by head), so
             FAME starts from SASRec's tied-embedding score. The paper does not
-            say; `"glorot_uniform"` is the random start (worse on Toys,
-            Beauty and the planted-facet data, see `results/README.md`).
+            say; `"glorot_uniform"` is the random start (`docs/design.md`).
         gate_temperature: float, divides the gate logits (Eq. 10; ours,
             the paper's gate has 1). Defaults to 1.0.
 

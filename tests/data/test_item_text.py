@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_fame.data.registry import ITEM_TEXT_FILES, find_sequence_file
+from keras_fame.data.registry import ITEM_TEXT_FILES
 from keras_fame.data import DataFormatError
 from keras_fame.data.item_text import FACETS, facets_for_heads, item_text_string, read_item_text
 
@@ -135,10 +135,8 @@ def test_missing_items_and_empty_file(tmp_path):
     # Measured on shared/data (2026-12-02): labelled fraction of brand and leaf category.
     [("toys", 11924, 0.797, 0.971), ("beauty", 12101, 0.614, 1.0)],
 )
-def test_real_item_text_and_facets(dataset, num_items, brand, leaf):
-    sequences = find_sequence_file(dataset)
-    if sequences is None:
-        pytest.skip(f"real {dataset} data not found: set FAME_DATA_DIR or place ../shared/data beside the checkout")
+def test_real_item_text_and_facets(dataset, num_items, brand, leaf, real_data):
+    sequences = real_data(dataset)  # skips, or fails under CI=true
     text = read_item_text(os.path.join(os.path.dirname(sequences), ITEM_TEXT_FILES[dataset]), num_items=num_items)
     coverage = text.coverage()
     assert coverage["brand"]["labelled"] == pytest.approx(brand, abs=0.001)

@@ -68,3 +68,13 @@ def test_real_toys_matches_the_paper(toys_file):
 def test_real_beauty_matches_the_paper(beauty_file):
     stats = read_sequences(beauty_file).stats()
     assert (stats["users"], stats["items"], stats["actions"]) == (22363, 12101, 198502)
+
+
+def test_missing_real_data_skips_locally_and_fails_under_ci(monkeypatch, real_data):
+    monkeypatch.setitem(real_data.__globals__, "find_sequence_file", lambda dataset: None)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="real toys data not found"):
+        real_data("toys")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true: the real-data tests must run"):
+        real_data("toys")

@@ -8,7 +8,7 @@ Two data sets, two claims:
 - `planted_facets` (favourite values within one facet): a FAME whose item
   projections W_f start as head-slice identities (the default) learns far
   better than one whose W_f starts random. On this data FAME and SASRec are
-  level (`benchmarks/planted_facets.py`, `results/README.md`): summing item
+  level (`benchmarks/planted_facets.py`, `results/LOG.md`): summing item
   embeddings over the history already reveals the facet, so SASRec needs no
   gate.
 """

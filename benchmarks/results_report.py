@@ -1,0 +1,282 @@
+"""`results/RESULTS.md` and the README's results table, generated from the JSON files under `results/`.
+
+    python benchmarks/results_report.py            # rewrite results/RESULTS.md and the README's table
+    python benchmarks/results_report.py --check    # exit 1 if either differs from what the JSON files give
+
+Nothing here is typed by hand: every number comes from a result file, and CI runs `--check`
+(`tests/test_results_report.py`), so the documents cannot drift from the data. The dated log of how the
+numbers came about is `results/LOG.md`.
+
+The choice of `make train`'s configuration is made here too, on validation only (`choose`): a
+configuration of `CANDIDATE_PLANS` with at least `MIN_SEEDS` finished seeds on every dataset whose FAME has a
+higher mean validation NDCG@10 (at the epoch early stopping kept) than `CURRENT_DEFAULT`'s on every dataset
+is a candidate; the candidate with the largest mean relative gain wins. Test numbers never enter it.
+"""
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_MD = os.path.join(ROOT, "results", "RESULTS.md")
+README = os.path.join(ROOT, "README.md")
+MAKEFILE = os.path.join(ROOT, "Makefile")
+BEGIN, END = "<!-- results-table:begin -->", "<!-- results-table:end -->"
+
+# The plans whose configurations compete for `make train` (the multi-seed runner's; all on the recipe).
+CANDIDATE_PLANS = ("backbone_recipe", "facets")
+CURRENT_DEFAULT = "pca_recipe"  # `make train`'s TRAIN_ARGS until a configuration wins on validation
+MIN_SEEDS = 3
+DATASETS = ("toys", "beauty")
+PAPER = {"toys": {"ndcg@10": 0.0681, "hr@10": 0.1065}, "beauty": {"ndcg@10": 0.0593, "hr@10": 0.0978}}
+
+
+def _load(relative):
+    path = os.path.join(ROOT, relative)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(values, digits=4):
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 seed)"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def _validation(runs, model, metric="ndcg@10"):
+    return [r.get(model, {}).get("training", {}).get("best_validation", {}).get(metric) for _, _, r in runs]
+
+
+def choose(groups, configurations):
+    """The validation choice: `(winner or None, {dataset: [(mean, std, n, configuration)] best first})`.
+
+    A candidate has at least `MIN_SEEDS` seeds on every dataset and a FAME
+    whose mean validation NDCG@10 is above `CURRENT_DEFAULT`'s on every
+    dataset; the winner is the candidate with the largest mean (over the
+    datasets) relative gain over the default. None if there is no candidate.
+    """
+    ranking, means = {}, {}
+    for dataset in DATASETS:
+        rows = []
+        for config in configurations:
+            values = [v for v in _validation(groups.get((dataset, config, "fame"), []), "fame") if v is not None]
+            if len(values) >= MIN_SEEDS:
+                rows.append((float(np.mean(values)), float(np.std(values, ddof=1)), len(values), config))
+                means[dataset, config] = float(np.mean(values))
+        ranking[dataset] = sorted(rows, reverse=True)
+    if not all((d, CURRENT_DEFAULT) in means for d in DATASETS):
+        return None, ranking
+    gains = {}
+    for config in configurations:
+        if config != CURRENT_DEFAULT and all((d, config) in means for d in DATASETS):
+            relative = [means[d, config] / means[d, CURRENT_DEFAULT] - 1 for d in DATASETS]
+            if min(relative) > 0:
+                gains[config] = float(np.mean(relative))
+    return (max(gains, key=gains.get) if gains else None), ranking
+
+
+def _flags(configurations, config):
+    return " ".join(configurations[config])
+
+
+def test_table(groups, configurations, dataset, protocol="exclude_history", min_seeds=1):
+    lines = ["| configuration | seeds | SASRec NDCG@10 | SASRec HR@10 | FAME NDCG@10 | FAME HR@10 |",
+             "|---|---|---|---|---|---|"]
+    for config in configurations:
+        cells, seeds = [], []
+        for model in ("sasrec", "fame"):
+            runs = sorted(groups.get((dataset, config, model), []), key=lambda run: run[0])
+            seeds = seeds or [run[0] for run in runs]
+            for metric in ("ndcg@10", "hr@10"):
+                cells.append(_cell([run[1][protocol][metric] for run in runs]) if runs else "")
+        if len(seeds) >= min_seeds:
+            lines.append(f"| `{config}` | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    paper = PAPER.get(dataset)
+    if paper and protocol == "exclude_history":
+        lines.append(f"| paper, Table 2, FAME | | | | {paper['ndcg@10']:.4f} | {paper['hr@10']:.4f} |")
+    return "\n".join(lines)
+
+
+def serving_section():
+    lines = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", "serving_load_*.json"))):
+        with open(path) as f:
+            report = json.load(f)
+        name = os.path.relpath(path, ROOT)
+        lines += [f"\n`{name}`: {report['model']}, {report.get('threads')} client thread(s), TensorFlow threads "
+                  f"{report.get('tf_threads', 'default')}, k = {report['k']}.\n",
+                  "| round, signature, batch | requests/s | rows/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+        for key, row in report.items():
+            if key.startswith("round_"):
+                lines.append(f"| {key[len('round_'):]} | {row['requests_per_s']} | {row['rows_per_s']} | "
+                             f"{row['p50_ms']} | {row['p99_ms']} | {row['errors']} |")
+        lines.append(f"\nRSS after each round (MiB): {report.get('rss_mib_after_each_round')}.")
+    return "\n".join(lines)
+
+
+def planted_section():
+    path = os.path.join(ROOT, "results", "planted_facet_inputs.json")
+    if not os.path.isfile(path):
+        return ""
+    with open(path) as f:
+        report = json.load(f)
+    names = [k for k in report["rows"][0] if k != "seed" and not k.endswith("gate by facet")]
+    lines = ["| seed | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for row in report["rows"]:
+        lines.append(f"| {row['seed']} | " + " | ".join(f"{row[n]:.4f}" for n in names) + " |")
+    lines.append("| mean | " + " | ".join(f"{np.mean([r[n] for r in report['rows']]):.4f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def build():
+    """`(RESULTS.md text, the README's table block, the chosen configuration's flags, the recipe's flags)`."""
+    runner = _load("benchmarks/multi_seed.py")
+    speed = _load("benchmarks/speed_table.py")
+    configurations = runner.plan_configurations(list(runner.PLANS))
+    candidates = runner.plan_configurations(list(CANDIDATE_PLANS))
+    groups = runner.collect(configurations)
+    winner, ranking = choose(groups, candidates)
+    default = winner or CURRENT_DEFAULT
+
+    out = [
+        "# Results: where things stand",
+        "",
+        "Generated by `python benchmarks/results_report.py` from the JSON files under `results/`; CI checks that",
+        "this file is that script's output, so do not edit it by hand. How the numbers came about (dates,",
+        "machines, every probe): [LOG.md](LOG.md). Each multi-seed run's JSON file",
+        "(`results/multi_seed/<key>.json`) holds its command, git commit, machine and package versions.",
+        "",
+        "Protocol: leave-one-out, the target ranked against all items; `exclude_history` (the S3-Rec family's",
+        "protocol, the paper's) leaves the user's other items out, `all_items` (RecBole's) does not. Cells are",
+        "mean ± sample std over seeds. d = 64, 2 blocks, FAME H = 2, N = 4 unless the configuration says otherwise.",
+        "",
+        "## The choice of `make train`'s configuration (validation only)",
+        "",
+        f"Rule: a configuration of the plans {', '.join(f'`{p}`' for p in CANDIDATE_PLANS)} with at least {MIN_SEEDS} "
+        f"seeds on {' and '.join(DATASETS)} whose FAME has a higher mean validation NDCG@10 than `{CURRENT_DEFAULT}`'s "
+        "(the configuration `make train` ran before this rule) on every dataset is a candidate; the candidate with "
+        "the largest mean relative gain over the datasets is `make train`'s configuration. Test numbers play no part.",
+        "",
+    ]
+    for dataset in DATASETS:
+        out += [f"FAME validation NDCG@10, {dataset}, best first:", "",
+                "| configuration | seeds | validation NDCG@10 |", "|---|---|---|"]
+        out += [f"| `{c}` | {n} | {m:.4f} ± {s:.4f} |" for m, s, n, c in ranking[dataset]]
+        out.append("")
+    out.append(f"**Chosen: `{winner}`** (`{_flags(candidates, winner)}`)." if winner else
+               f"**No configuration is above `{CURRENT_DEFAULT}` on both datasets; it stays the default** "
+               f"(`{_flags(candidates, CURRENT_DEFAULT)}`).")
+    out += ["", "## Test results (`exclude_history`)", ""]
+    for dataset in DATASETS:
+        out += [f"### {dataset}", "", test_table(groups, configurations, dataset), ""]
+    out += ["## Test results (`all_items`)", ""]
+    for dataset in DATASETS:
+        out += [f"### {dataset}", "", test_table(groups, configurations, dataset, "all_items"), ""]
+    out += ["## Every configuration tried: validation NDCG@10 at the kept epoch", "",
+            "Gate entropy (mean over 2,048 validation users; `log H` in parentheses is a gate that does not route)",
+            "and each head's own validation NDCG@10 where the run recorded them.", "",
+            runner.selection_table(list(runner.PLANS)), "",
+            "The flags of each configuration are in `benchmarks/multi_seed.py` (`PLANS`).", ""]
+    rows = speed.load_rows()
+    if rows:
+        out += ["## Speed (Toys, one CPU core per row)", "", speed.format_table(rows), ""]
+    serving = serving_section()
+    if serving:
+        out += ["## Serving (`benchmarks/serving_load.py`)", serving, ""]
+    planted = planted_section()
+    if planted:
+        out += ["## Facet inputs on planted-facet data (`benchmarks/planted_facet_inputs.py`)", "",
+                "Held-out NDCG@10 of FAME (H = 2, N = 2) trained from scratch, without and with the facets.", "",
+                planted, ""]
+    results_md = "\n".join(out).rstrip() + "\n"
+
+    table = ["| configuration (flags of `keras-fame train`) | Toys SASRec | Toys FAME | Beauty SASRec | Beauty FAME |",
+             "|---|---|---|---|---|"]
+    shown = [c for c in candidates if all(len(groups.get((d, c, "fame"), [])) >= MIN_SEEDS for d in DATASETS)]
+    for config in shown:
+        mark = " **(`make train`)**" if config == default else ""
+        cells = [_cell([run[1]["exclude_history"]["ndcg@10"] for run in groups[(d, config, m)]])
+                 for d in DATASETS for m in ("sasrec", "fame")]
+        table.append(f"| `{config}`{mark}: `{short_flags(candidates[config], runner.RECIPE)}` | " + " | ".join(cells) + " |")
+    table.append(f"| paper, Table 2, FAME | | {PAPER['toys']['ndcg@10']:.4f} | | {PAPER['beauty']['ndcg@10']:.4f} |")
+    readme_block = "\n".join([BEGIN, *table, END])
+    return results_md, readme_block, candidates[default], runner.RECIPE
+
+
+def short_flags(flags, recipe):
+    """`flags` with the recipe's flags written as `--recipe bsarec` (where they are all there, in order)."""
+    flags, recipe = list(flags), list(recipe)
+    for i in range(len(flags) - len(recipe) + 1):
+        if flags[i : i + len(recipe)] == recipe:
+            return " ".join(flags[:i] + ["--recipe", "bsarec"] + flags[i + len(recipe) :])
+    return " ".join(flags)
+
+
+def _options(tokens):
+    """Command-line tokens as `{flag: value}` (a flag without a value: True), order aside."""
+    options, i = {}, 0
+    while i < len(tokens):
+        flag = tokens[i]
+        has_value = i + 1 < len(tokens) and not tokens[i + 1].startswith("--")
+        options[flag] = tokens[i + 1] if has_value else True
+        i += 2 if has_value else 1
+    return options
+
+
+def makefile_matches(chosen_flags, recipe):
+    """`(ok, TRAIN_ARGS)`: whether the Makefile's `TRAIN_ARGS` (`--recipe bsarec` spelt out) are `chosen_flags`."""
+    with open(MAKEFILE) as f:
+        line = next(line for line in f if line.startswith("TRAIN_ARGS ?="))
+    tokens = line.split("?=", 1)[1].split()
+    expanded = []
+    for i, token in enumerate(tokens):
+        if token == "bsarec" and i and tokens[i - 1] == "--recipe":
+            expanded = expanded[:-1] + list(recipe)
+        else:
+            expanded.append(token)
+    return _options(expanded) == _options(chosen_flags), " ".join(tokens)
+
+
+def _with_block(readme, block):
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"{README} has no {BEGIN} ... {END} block")
+    head, rest = readme.split(BEGIN, 1)
+    return head + block + rest.split(END, 1)[1]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 if RESULTS.md or the README's table is stale")
+    args = parser.parse_args(argv)
+    results_md, block, chosen_flags, recipe = build()
+    with open(README) as f:
+        readme = f.read()
+    new_readme = _with_block(readme, block)
+    current = open(RESULTS_MD).read() if os.path.isfile(RESULTS_MD) else None
+    if args.check:
+        stale = [p for p, ok in ((RESULTS_MD, current == results_md), (README, new_readme == readme)) if not ok]
+        for path in stale:
+            print(f"{os.path.relpath(path, ROOT)} is not what the result files give: run "
+                  "python benchmarks/results_report.py", file=sys.stderr)
+        ok, train_args = makefile_matches(chosen_flags, recipe)
+        if not ok:
+            print(f"Makefile: TRAIN_ARGS ?= {train_args} is not the configuration chosen on validation "
+                  f"({' '.join(chosen_flags)}; results/RESULTS.md)", file=sys.stderr)
+        return 1 if stale or not ok else 0
+    with open(RESULTS_MD, "w") as f:
+        f.write(results_md)
+    with open(README, "w") as f:
+        f.write(new_readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
