@@ -83,3 +83,16 @@ def test_the_pipeline_runs_mixed_and_records_it(tmp_path):
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     again = evaluate_model(fame, leave_one_out(data, max_len=12).test, exclude_history=True)
     assert saved["fame"]["test"]["exclude_history"]["ndcg@10"] == pytest.approx(again["ndcg@10"], abs=1e-6)
+
+
+def test_the_item_table_reaches_the_scoring_head_unrounded():
+    # Keras autocasts a mixed layer's variables to bf16 inside `call`; the item table must not be: the
+    # float32 scoring head reads it (8 mantissa bits would tie scores over thousands of items).
+    facets = [np.arange(31) % 4]
+    with dtype_policy("mixed_bfloat16"):
+        model = keras_fame.FAME(30, hidden_dim=8, num_heads=2, num_experts=2, max_len=6, item_facets=facets)
+    table = keras.Model(model.inputs, model._head_wiring[1])(np.ones((2, 6), "int32"))
+    assert keras.backend.standardize_dtype(table.dtype) == "float32"
+    np.testing.assert_array_equal(np.asarray(table), np.asarray(model.item_embedding.item_table()))
+    assert not np.array_equal(np.asarray(table), np.asarray(table).astype(keras.ops.convert_to_numpy(
+        keras.ops.cast(table, "bfloat16")).dtype).astype("float32"))

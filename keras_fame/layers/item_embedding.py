@@ -160,11 +160,14 @@ class ItemEmbedding(keras.layers.Layer):
         self.embedding_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
+        # The tables are read without autocast: under a mixed policy the item table (which the float32
+        # scoring heads read) stays float32; only the embedded sequence is cast to the compute dtype.
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.embeddings_initializer))
         self.item_embeddings = self.add_weight(
             name="item_embeddings",
             shape=(self.num_items + 1, self.hidden_dim),
             initializer="zeros" if self.item_content else init(),
+            autocast=False,
         )
         if self.item_content:
             self.content_embeddings = self.add_weight(
@@ -172,11 +175,12 @@ class ItemEmbedding(keras.layers.Layer):
                 shape=(self.num_items + 1, self.hidden_dim),
                 initializer="zeros",
                 trainable=False,
+                autocast=False,
             )
             if self.learn_content_scale:
-                self.content_scale = self.add_weight(name="content_scale", shape=(), initializer="ones")
+                self.content_scale = self.add_weight(name="content_scale", shape=(), initializer="ones", autocast=False)
         self.position_embeddings = self.add_weight(
-            name="position_embeddings", shape=(self.max_len, self.hidden_dim), initializer=init()
+            name="position_embeddings", shape=(self.max_len, self.hidden_dim), initializer=init(), autocast=False
         )
         self.facet_labels, self.facet_embeddings = [], []
         for k, size in enumerate(self.facet_vocab_sizes or ()):
@@ -187,7 +191,9 @@ class ItemEmbedding(keras.layers.Layer):
                 )
             )
             self.facet_embeddings.append(
-                self.add_weight(name=f"facet_embeddings_{k}", shape=(size + 1, self.facet_width), initializer=init())
+                self.add_weight(
+                    name=f"facet_embeddings_{k}", shape=(size + 1, self.facet_width), initializer=init(), autocast=False
+                )
             )
         self.norm.build((None, None, self.hidden_dim))
 
@@ -242,8 +248,8 @@ class ItemEmbedding(keras.layers.Layer):
         positions = ops.arange(self.max_len - width, self.max_len, dtype="int32")
         table = self.item_table(training=training)
         embedded = ops.take(table, item_ids, axis=0)
-        embedded = embedded + ops.take(self.position_embeddings, positions, axis=0)[None]
-        embedded = self.embedding_dropout(self.norm(embedded), training=training)
+        embedded = embedded + ops.take(ops.convert_to_tensor(self.position_embeddings), positions, axis=0)[None]
+        embedded = self.embedding_dropout(self.norm(ops.cast(embedded, self.compute_dtype)), training=training)
         embedded = embedded * ops.cast(padding_mask, embedded.dtype)[..., None]
         return embedded, table, padding_mask
 

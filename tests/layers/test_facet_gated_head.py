@@ -83,3 +83,15 @@ def test_head_slice_identity_rejects_bad_shapes():
     np.testing.assert_array_equal(np.asarray(HeadSliceIdentity()((6, 3, 2))).reshape(6, 6), 3 * np.eye(6))
     with pytest.raises(ValueError, match=r"H \* d' == d"):
         HeadSliceIdentity()((6, 2, 2))
+
+
+def test_layer_contract_with_gates_and_head_scores():
+    features, table = _inputs()
+    run_layer_test(
+        FacetGatedHead,
+        {"num_heads": 2, "head_dim": 4, "gate_temperature": 0.5},
+        (features, table),
+        expected_output_shape=[(3, 5, 11), (3, 5, 2), (3, 5, 2, 11)],
+        expected_num_trainable_weights=9,
+        call_kwargs={"return_gates": True, "return_head_scores": True},
+    )

@@ -78,6 +78,18 @@ def test_ranking_layers_serialise():
         assert again.get_config() == layer.get_config()
 
 
+def test_layer_contracts():
+    from keras_fame.testing import run_layer_test
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(-2, 13, size=(3, 7)).astype("int32")
+    run_layer_test(NewestItems, {"num_items": 10, "max_len": 5}, (ids,), expected_output_shape=(3, 5),
+                   expected_num_trainable_weights=0)
+    scores = rng.normal(size=(3, 11)).astype("float32")
+    run_layer_test(HistoryTopK, {"k": 4}, (scores, ids), expected_output_shape=[(3, 4), (3, 4)],
+                   expected_num_trainable_weights=0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
