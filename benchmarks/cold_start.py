@@ -27,6 +27,11 @@ items (exclude_history). Variants, all SASRec with the package defaults:
 - `facet_dropout_scaled`: `facet_dropout` with a trainable scale on the
   frozen content table (`learn_content_scale=True`), so content-only rows
   can reach the magnitude of trained ones.
+- `facets_dropout_scaled`: `facet_dropout_scaled` with the items' brand and
+  leaf category fused into the item table (`item_facets`, slice fusion): a
+  held-out item enters with its labels' embeddings, which the trained items
+  sharing them have learnt.
+- `facets_id_only`: `id_only` with the same facet inputs (no text at all).
 
 Every variant with a frozen content table is evaluated twice on the same
 trained model: with the held-out items at offset 0 (`test`), and after
@@ -56,13 +61,14 @@ from keras_fame.data.cold_start import hold_out_items, popularity_scores, remove
 from keras_fame.evaluation import evaluate_ranking  # noqa: E402
 from keras_fame.evaluation.ranking import history_mask_rows, metrics_from_ranks, target_ranks  # noqa: E402
 from keras_fame.losses import MaskedSoftmaxCrossEntropy  # noqa: E402
-from keras_fame.experiments import TextStart, machine_description, text_item_table  # noqa: E402
+from keras_fame.data.item_facets import attribute_file_beside, read_item_facets  # noqa: E402
+from keras_fame.experiments import TextStart, machine_description, provenance, text_item_table  # noqa: E402
 from keras_fame.training import fit_with_early_stopping  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = (
     "popularity", "id_only", "pca_start", "pca_frozen", "facet_frozen", "facet_bounded", "pca_dropout", "facet_dropout",
-    "facet_dropout_scaled",
+    "facet_dropout_scaled", "facets_dropout_scaled", "facets_id_only",
 )
 OFFSET_DROPOUT = 0.5
 
@@ -99,7 +105,9 @@ def evaluate_groups(score_fn, test, hidden):
     return out
 
 
-def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, verbose, neighbours=10):
+def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, verbose, neighbours=10,
+                item_facets=None):
+    """Trains and evaluates one variant; `item_facets` (labels of every item) for the `facets_*` variants."""
     if variant == "popularity":
         scores = popularity_scores(split)
         return {"test": evaluate_groups(lambda x: np.tile(scores, (len(x), 1)), split.test, hidden)}
@@ -107,7 +115,7 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
     table, report = None, None
     frozen = variant.endswith(("frozen", "bounded", "dropout", "scaled"))
     bound = None
-    if variant != "id_only":
+    if not variant.endswith("id_only"):
         mode = "facet" if variant.startswith("facet") else "pca"
         text_start = TextStart(mode=mode, item_text_file=item_text_file, frozen=frozen)
         table, report = text_item_table(text_start, split.num_items, 64, 2, seed=seed, verbose=verbose)
@@ -119,6 +127,7 @@ def run_variant(variant, split, hidden, item_text_file, seed, epochs, patience, 
         split.num_items, hidden_dim=64, num_heads=2, dropout=0.3, item_content=frozen, item_embeddings=table,
         offset_max_norm=bound, offset_dropout=OFFSET_DROPOUT if "dropout" in variant else 0.0,
         learn_content_scale=variant.endswith("scaled"),
+        item_facets=item_facets if variant.startswith("facets_") else None,
     )
     before = np.asarray(model.item_embedding.item_table())[hidden].copy()
     loss = MaskedSoftmaxCrossEntropy(excluded_items=hidden.tolist())
@@ -218,6 +227,7 @@ def main(argv=None):
     print(f"{args.dataset}: {len(hidden)} held-out items, {len(kept.user_ids)} of {data.num_users} users kept, "
           f"{len(cold)} cold and {len(warm)} warm test users", flush=True)
     item_text_file = os.path.join(os.path.dirname(path), ITEM_TEXT_FILES[args.dataset])
+    facets = read_item_facets(attribute_file_beside(path), data.num_items, ("brand", "category_leaf"))
     os.makedirs(args.out_dir, exist_ok=True)
     for variant in args.variants:
         out = os.path.join(args.out_dir, f"{args.dataset}-seed{args.seed}-{variant}.json")
@@ -227,7 +237,8 @@ def main(argv=None):
         print(f"\n== {variant} ==", flush=True)
         start = time.perf_counter()
         result = run_variant(
-            variant, split, hidden, item_text_file, args.seed, args.epochs, args.patience, args.verbose, args.neighbours
+            variant, split, hidden, item_text_file, args.seed, args.epochs, args.patience, args.verbose, args.neighbours,
+            item_facets=facets.labels,
         )
         result.update(
             dataset=args.dataset, seed=args.seed, variant=variant, fraction=args.fraction,
@@ -235,7 +246,10 @@ def main(argv=None):
             wall_seconds=time.perf_counter() - start, machine=machine_description(),
             command=f"python benchmarks/cold_start.py --dataset {args.dataset} --seed {args.seed} --variants {variant} "
             f"--epochs {args.epochs} --patience {args.patience} --neighbours {args.neighbours}",
+            provenance=provenance(),
         )
+        if variant.startswith("facets_"):
+            result["item_facets"] = facets.summary()
         tmp = out + ".tmp"
         with open(tmp, "w") as f:
             json.dump(result, f, indent=2)

@@ -29,6 +29,13 @@ def test_a_content_variant_is_evaluated_with_and_without_neighbour_offsets(load_
     assert before != after
     no_content = bench.run_variant("id_only", split, hidden, "unused", seed=0, epochs=1, patience=1, verbose=0)
     assert "test_neighbour_offsets" not in no_content
+    # Facet inputs: a held-out item's row is its labels' embeddings (learnt through other items) plus its
+    # untrained ID row; the facet variant is the text variant with the labels fused in.
+    labels = [np.arange(data.num_items + 1) % 3, np.arange(data.num_items + 1) % 5]
+    with_facets = bench.run_variant("facets_id_only", split, hidden, "unused", seed=0, epochs=1, patience=1, verbose=0,
+                                    item_facets=labels)
+    assert with_facets["held_out_rows_unchanged"] is False  # the shared label embeddings trained
+    assert with_facets["test"]["all"]["ndcg@10"] != no_content["test"]["all"]["ndcg@10"]
 
     out = tmp_path / "out"
     out.mkdir()
