@@ -193,9 +193,14 @@ class FacetGatedHead(keras.layers.Layer):
         # autocast; under mixed precision this layer computes in float32 on bf16 features.
         facets = self.facets(ops.cast(features, self.compute_dtype), training=training)
         gates = self.gates(facets)
-        head_users = self.head_user_vectors(facets)
-        user = ops.sum(head_users * gates[..., None], axis=-2)
-        return {"user": user, "head_users": head_users, "gates": gates, "facets": facets}
+        H, e = self.num_heads, self.head_dim
+        # sum_h g_h W_f^(h) F^(h) as one [.., d] x [d, d] matmul on the gated stack [g_1 F^(1) | ... | g_H F^(H)].
+        gated = ops.reshape(facets * gates[..., None], (*ops.shape(facets)[:-2], H * e))
+        projection = ops.reshape(ops.cast(self.item_projection, gated.dtype), (H * e, H * e))  # [d, H d']
+        user = ops.matmul(gated, ops.transpose(projection))
+        # Each head's own query: only computed where read (explanations, the facet loss); compiled graphs drop it
+        # otherwise.
+        return {"user": user, "head_users": self.head_user_vectors(facets), "gates": gates, "facets": facets}
 
     def facet_queries(self, vectors, num_facets):
         """The vectors that score facet labels: head `k`'s query for facet `k`, `k < min(K, H)` (ours).
