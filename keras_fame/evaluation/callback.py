@@ -51,10 +51,13 @@ class FullRankingEvaluation(keras.callbacks.Callback):
         self.verbose = verbose
         self.history = []
         self._latest = None
-        self._scorer = None
+        self._ranks = None
 
     def on_train_begin(self, logs=None):
-        self._scorer = self.model.scorer()
+        from keras_fame.evaluation.device_ranking import target_rank_model
+
+        # A trainer (`keras_fame.training`) wraps the model it trains: rank with that model.
+        self._ranks = target_rank_model(getattr(self.model, "recommender", self.model))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -63,12 +66,12 @@ class FullRankingEvaluation(keras.callbacks.Callback):
         if due or self._latest is None:
             start = time.perf_counter()
             result = evaluate_model(
-                self.model,
+                getattr(self.model, "recommender", self.model),
                 self.evaluation_set,
                 ks=self.ks,
                 exclude_history=self.exclude_history,
                 batch_size=self.batch_size,
-                scorer=self._scorer,
+                rank_model=self._ranks,
             )
             self._latest = {f"{self.prefix}{k}": v for k, v in result.items() if "@" in k}
             self.history.append((epoch, dict(result)))

@@ -191,37 +191,72 @@ def chunked_target_ranks(user_vectors, item_matrix, targets, exclude=None, chunk
 
 
 def evaluate_model(
-    model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256, scorer=None, chunk_size=None
+    model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256, chunk_size=None, rank_model=None
 ):
-    """`evaluate_ranking` for a `SASRec`/`FAME` model (scores the newest position only).
+    """HR@k / NDCG@k of a `SASRec`/`FAME` model, ranked on the device.
 
-    With `chunk_size` the items are scored that many at a time from
-    `model.score_factors()` (`chunked_target_ranks`): memory
-    `batch_size x chunk_size` scores instead of `batch_size x (num_items + 1)`.
+    Users are streamed `batch_size` at a time through
+    `keras_fame.evaluation.device_ranking.target_rank_model` (the newest
+    position's user vectors against the item table, history excluded in
+    the graph), so only the ranks come back to the host.
+
+    Args:
+        model: a `SASRec` or `FAME`.
+        evaluation_set: `EvaluationSet` (e.g. `split.test`).
+        ks: cut-offs. Defaults to `(5, 10, 20)`.
+        exclude_history: protocol (module docstring). Defaults to True.
+        batch_size: users per batch (the last batch is padded, so compiled
+            backends see one batch size). Defaults to 256.
+        chunk_size: optional int, items scored at once: memory
+            `batch_size x chunk_size` scores instead of `batch_size x
+            (num_items + 1)`. Defaults to None (all at once).
+        rank_model: a `target_rank_model(model, chunk_size)` to reuse
+            (e.g. across epochs). Defaults to a new one.
+
+    Returns:
+        dict: `hr@k`, `ndcg@k` for each k, plus `users` and `protocol`.
+
+    Raises:
+        FloatingPointError: naming the first user whose scores hold NaN or
+            whose target's score is not finite.
+        ValueError: if the model and the evaluation set differ in items.
     """
-    if chunk_size is not None:
-        return _evaluate_chunked(model, evaluation_set, ks, exclude_history, batch_size, int(chunk_size))
-    scorer = scorer or model.scorer()
-    return evaluate_ranking(
-        lambda x: scorer.predict_on_batch(x)["scores"],
-        evaluation_set,
-        ks=ks,
-        exclude_history=exclude_history,
-        batch_size=batch_size,
-    )
+    from keras_fame.data.split import pad_left
+    from keras_fame.evaluation.device_ranking import target_rank_model
 
-
-def _evaluate_chunked(model, evaluation_set, ks, exclude_history, batch_size, chunk_size):
     ev = evaluation_set
-    user_model, item_matrix = model.score_factors()
-    if item_matrix.shape[0] != ev.num_items + 1:
-        raise ValueError(f"the model scores {item_matrix.shape[0] - 1} items, the evaluation set has {ev.num_items}")
-
-    def ranks_of(batch, targets, exclude):
-        users = np.asarray(user_model.predict_on_batch(batch))[: len(targets)]
-        return chunked_target_ranks(users, item_matrix, targets, exclude, chunk_size)
-
-    return _stream(ranks_of, ev, ks, exclude_history, batch_size)
+    if model.num_items != ev.num_items:
+        raise ValueError(f"the model scores {model.num_items} items, the evaluation set has {ev.num_items}")
+    rank_model = rank_model or target_rank_model(model, chunk_size)
+    n = len(ev)
+    ranks = np.empty(n, dtype=np.int64)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        pad = batch_size - (stop - start)  # one batch size for compiled backends
+        width = 1
+        if exclude_history:
+            longest = int(np.diff(ev.history_indptr[start : stop + 1]).max(initial=1))
+            while width < longest:  # widths in powers of two: few distinct shapes are traced
+                width *= 2
+            history = pad_left(ev.history_items, ev.history_indptr[start:stop], ev.history_indptr[start + 1 : stop + 1],
+                               width)
+        else:
+            history = np.zeros((stop - start, width), np.int64)
+        batch = {
+            "item_ids": np.pad(ev.inputs[start:stop], [(0, pad), (0, 0)]).astype("int32"),
+            "targets": np.pad(ev.targets[start:stop], (0, pad), constant_values=1).astype("int32"),
+            "history": np.pad(history, [(0, pad), (0, 0)]).astype("int32"),
+        }
+        out = rank_model.predict_on_batch(batch)
+        finite = np.asarray(out["finite"])[: stop - start]
+        if not finite.all():
+            bad = start + int(np.flatnonzero(~finite)[0])
+            raise FloatingPointError(f"row {bad}: the model produced NaN scores or a non-finite target score")
+        ranks[start:stop] = np.asarray(out["ranks"])[: stop - start]
+    out = metrics_from_ranks(ranks, ks)
+    out["users"] = int(n)
+    out["protocol"] = "exclude_history" if exclude_history else "all_items"
+    return out
 
 
 def evaluate_test_set(model, split):
@@ -231,8 +266,10 @@ def evaluate_test_set(model, split):
         `{"exclude_history": metrics, "all_items": metrics}`, each as
         `evaluate_model` returns them.
     """
-    scorer = model.scorer()
+    from keras_fame.evaluation.device_ranking import target_rank_model
+
+    ranks = target_rank_model(model)
     return {
-        "exclude_history": evaluate_model(model, split.test, exclude_history=True, scorer=scorer),
-        "all_items": evaluate_model(model, split.test, exclude_history=False, scorer=scorer),
+        "exclude_history": evaluate_model(model, split.test, exclude_history=True, rank_model=ranks),
+        "all_items": evaluate_model(model, split.test, exclude_history=False, rank_model=ranks),
     }

@@ -112,7 +112,7 @@ class HistoryTopK(keras.layers.Layer):
         return {**super().get_config(), "k": self.k, "exclude_seen": self.exclude_seen}
 
 
-def _seen_in_range(history, lo, hi):
+def seen_in_range(history, lo, hi):
     """bool `[batch, hi - lo]`: column `c` is true when item `lo + c` is in the row's history (ids > 0)."""
     width = hi - lo
     history = ops.cast(history, "int32")
@@ -157,7 +157,7 @@ def chunked_top_k(score_chunk, num_columns, k, history=None, chunk_size=65536):
         scores = ops.cast(score_chunk(lo, hi), "float32")
         columns = ops.arange(lo, hi, dtype="int32")
         if history is not None:
-            seen = _seen_in_range(history, lo, hi)
+            seen = seen_in_range(history, lo, hi)
             if len(scores.shape) == 3:
                 seen = seen[:, None, :]
             scores = ops.where(seen, ops.cast(PADDING_SCORE, scores.dtype), scores)

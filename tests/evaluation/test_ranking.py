@@ -169,3 +169,54 @@ def test_chunked_evaluation_of_a_model_equals_the_full_one():
                 # Equal up to float rounding of a near-tie: at most one user's rank may move.
                 tolerance = 0 if isinstance(value, (int, str)) else 1.0 / len(split.test)
                 assert chunked[key] == pytest.approx(value, abs=tolerance), key
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), chunk_size=st.one_of(st.none(), st.integers(1, 30)), exclude=st.booleans())
+def test_ranks_on_the_device_equal_the_numpy_reference(seed, chunk_size, exclude):
+    from keras_fame.data.split import pad_left
+    from keras_fame.evaluation import target_ranks
+    from keras_fame.evaluation.device_ranking import chunked_target_ranks_ops
+    from keras_fame.evaluation.ranking import history_mask_rows
+
+    rng = np.random.default_rng(seed)
+    users, num_items, dim = 9, 23, 3
+    user_vectors = rng.integers(-2, 3, size=(users, dim)).astype(np.float32)  # exact, with many ties
+    table = rng.integers(-2, 3, size=(num_items + 1, dim)).astype(np.float32)
+    targets = rng.integers(1, num_items + 1, size=users)
+    lengths = rng.integers(0, 6, size=users)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    history = rng.integers(1, num_items + 1, size=indptr[-1])
+    history[: min(2, len(history))] = targets[0]  # a re-purchase of the target stays rankable
+    want = target_ranks(user_vectors @ table.T, targets, history_mask_rows(indptr, history, 0, users) if exclude else None)
+    dense = pad_left(history, indptr[:-1], indptr[1:], max(1, int(lengths.max()))) if exclude else None
+    ranks, finite = chunked_target_ranks_ops(user_vectors, table, targets.astype("int32"),
+                                             None if dense is None else dense.astype("int32"), chunk_size)
+    np.testing.assert_array_equal(np.asarray(ranks), want)
+    assert np.asarray(finite).all()
+
+
+def test_evaluate_model_on_the_device_equals_the_numpy_scorer_path_and_refuses_nan():
+    import keras
+
+    import keras_fame
+    from keras_fame.data import leave_one_out
+    from keras_fame.data.synthetic import planted_facets
+
+    keras.utils.set_random_seed(0)
+    data, _ = planted_facets(num_users=150, seed=1)
+    split = leave_one_out(data, max_len=12)
+    model = keras_fame.FAME(data.num_items, hidden_dim=16, num_heads=2, num_experts=2, max_len=12)
+    scorer = model.scorer()
+    for exclude_history in (True, False):
+        reference = evaluate_ranking(lambda x: scorer.predict_on_batch(x)["scores"], split.test,
+                                     exclude_history=exclude_history, batch_size=64)
+        got = evaluate_model(model, split.test, exclude_history=exclude_history, batch_size=64)
+        for key, value in reference.items():
+            tolerance = 0 if isinstance(value, (int, str)) else 1.0 / len(split.test)  # a near-tie may move one user
+            assert got[key] == pytest.approx(value, abs=tolerance), key
+    table = np.asarray(model.item_embedding.item_embeddings)
+    table[5] = np.nan
+    model.item_embedding.item_embeddings.assign(table)
+    with pytest.raises(FloatingPointError, match="row 0: the model produced NaN scores"):
+        evaluate_model(model, split.test)
