@@ -14,6 +14,40 @@ def json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def predict_rows(model, inputs, rows=None):
+    """`model.predict_on_batch(inputs)` with every output cut to the batch's `rows` (numpy).
+
+    Under a `tf.distribute` strategy Keras' `predict_on_batch` runs the whole
+    batch on every replica and concatenates the replicas' outputs: the first
+    `rows` rows are the batch's answer, the others repeat it. Under a
+    data-parallel `keras.distribution` (JAX) the batch is first padded with
+    zero rows to a multiple of the batch shards (`distribution.batch_shards`).
+
+    Args:
+        model: a Keras model.
+        inputs: its batch (an array, or a dict / list of arrays).
+        rows: the batch's rows. Defaults to the first input's length.
+
+    Returns:
+        The outputs' structure with numpy arrays of `rows` rows.
+    """
+    if rows is None:
+        first = inputs[next(iter(inputs))] if isinstance(inputs, dict) else inputs
+        first = first[0] if isinstance(first, (list, tuple)) else first
+        rows = len(first)
+    from keras_fame.distribution import batch_shards
+
+    spare = -rows % batch_shards()  # data-parallel JAX splits a batch evenly over the devices
+
+    def pad(value):
+        value = np.asarray(value)
+        return np.pad(value, [(0, spare)] + [(0, 0)] * (value.ndim - 1)) if value.dtype.kind in "biuf" else value
+
+    if spare:
+        inputs = keras.tree.map_structure(pad, inputs)
+    return keras.tree.map_structure(lambda value: np.asarray(value)[:rows], model.predict_on_batch(inputs))
+
+
 def deterministic_environment(seed, environ=None):
     """The environment variables deterministic runs need set *before* the interpreter starts.
 

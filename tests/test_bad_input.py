@@ -35,6 +35,9 @@ from keras_fame.layers import FacetGatedHead, ItemEmbedding, MoEQueryAttention, 
         (["--item-facets", "auto", "--facet-loss-weight", "-1"], "--facet-loss-weight=-1.0: must be a number >= 0"),
         (["--facet-loss-weight", "0.5"], "need --item-facets"),
         (["--item-facets", "colour"], "unknown item facet 'colour'"),
+        (["--model-devices", "2"], "--model-devices=2 splits the item tables: it needs --distribute='model'"),
+        (["--model-devices", "0", "--distribute", "model"], "--model-devices=0: must be a positive integer"),
+        (["--distribute", "model", "--model-devices", "2"], "--distribute model shards the item tables"),
     ],
 )
 def test_impossible_flags_exit_2_naming_the_flag_before_any_data_is_read(flags, message, capsys):

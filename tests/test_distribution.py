@@ -40,23 +40,31 @@ COMMON = textwrap.dedent(
 
 JAX_SCRIPT = COMMON + textwrap.dedent(
     """
-    from keras_fame.distribution import model_parallel
+    from keras_fame.distribution import distributed
 
     devices = keras.distribution.list_devices("cpu")
-    assert len(devices) == 2, devices
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    model = build()
-    model.load_weights("{weights}")
-    assert abs(float(model.test_on_batch(x, y)) - single_loss) < 1e-4
-    assert fit_and_score(model) > untrained + 0.005
+    assert len(devices) == {devices}, devices
+    with distributed("data"):
+        model = build()
+        model.load_weights("{weights}")
+        assert abs(float(model.test_on_batch(x, y)) - single_loss) < 1e-4
+        assert fit_and_score(model) > untrained + 0.005
 
-    keras.distribution.set_distribution(model_parallel(devices, model_devices=2))
-    model = build()
-    model.load_weights("{weights}")
-    spec = model.item_embedding.item_embeddings.value.sharding.spec
-    assert tuple(spec) == (None, "model"), spec
-    assert abs(float(model.test_on_batch(x, y)) - single_loss) < 1e-4
-    assert fit_and_score(model) > untrained + 0.005
+    for model_devices in sorted({{2, {devices}}}):
+        with distributed("model", model_devices):
+            model = keras_fame.FAME(data.num_items, hidden_dim=16, num_heads=2, num_experts=2, max_len=12, dropout=0.0,
+                                    row_multiple=model_devices)
+            model.compile()
+            # The same start: the single-device weights, the item table padded to whole shards.
+            weights = reference.get_weights()
+            i = [w.path for w in model.weights].index(model.item_embedding.item_embeddings.path)
+            weights[i] = np.pad(weights[i], [(0, model.item_embedding.table_rows - len(weights[i])), (0, 0)])
+            model.set_weights(weights)
+            table = model.item_embedding.item_embeddings.value
+            assert tuple(table.sharding.spec) == ("model", None), table.sharding.spec
+            assert {{s.data.shape[0] for s in table.addressable_shards}} == {{model.item_embedding.table_rows // model_devices}}
+            assert abs(float(model.test_on_batch(x, y)) - single_loss) < 1e-4
+            assert fit_and_score(model) > untrained + 0.005
     print("DIST-OK")
     """
 )
@@ -82,17 +90,80 @@ TF_SCRIPT = textwrap.dedent(
 )
 
 
-def _run(script, backend, tmp_path, extra_env=None):
+def _run(script, backend, tmp_path, extra_env=None, devices=2):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT, **(extra_env or {}))
-    code = script.replace("{weights}", str(tmp_path / "start.weights.h5"))
+    code = script.replace("{weights}", str(tmp_path / "start.weights.h5")).replace("{devices}", str(devices))
+    code = code.replace("{{", "{").replace("}}", "}")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and "DIST-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-4000:]
 
 
-def test_jax_data_parallel_and_item_table_model_parallel_on_two_devices(tmp_path):
+def _jax_env(devices):
+    flags = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
+    return {"XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+
+
+@pytest.mark.parametrize("devices", [2, 4])
+def test_jax_data_parallel_and_row_sharded_item_tables(tmp_path, devices):
     pytest.importorskip("jax")
-    flags = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
-    _run(JAX_SCRIPT, "jax", tmp_path, {"XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"})
+    _run(JAX_SCRIPT, "jax", tmp_path, _jax_env(devices), devices=devices)
+
+
+CLI_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from keras_fame.data import write_sequences
+    from keras_fame.data.synthetic import planted_facets
+    from keras_fame.experiments import cli
+
+    data, _ = planted_facets(num_users=160, max_length=10, seed=0)
+    write_sequences("{tmp}/toys/Toys_and_Games.txt", data)
+    common = ["--data-dir", "{tmp}", "--hidden-dim", "8", "--heads", "2", "--experts", "2", "--max-len", "10",
+              "--epochs", "2", "--fame-epochs", "1", "--batch-size", "64", "--text-init", "none", "--verbose", "0"]
+    runs = {{
+        "single": [], "data": ["--distribute", "data"], "model": ["--distribute", "model", "--model-devices", "2"],
+        "sampled": ["--sampled-softmax", "16"], "sampled-data": ["--sampled-softmax", "16", "--distribute", "data"],
+    }}
+    if "{backend}" == "tensorflow":
+        runs = {{k: v for k, v in runs.items() if "model" not in k}}
+    out = {{}}
+    for name, flags in runs.items():
+        assert cli.main("toys", [*common, "--output-dir", f"{tmp}/{{name}}", *flags]) == 0, name
+        out[name] = json.load(open(f"{tmp}/{{name}}/results.json"))
+    for name, result in out.items():
+        twin = out["sampled" if name.startswith("sampled") else "single"]
+        for stage in ("sasrec", "fame"):
+            got, want = result[stage]["test"]["exclude_history"], twin[stage]["test"]["exclude_history"]
+            for metric in ("ndcg@10", "hr@10"):
+                assert abs(got[metric] - want[metric]) <= 2.0 / got["users"], (name, stage, metric, got, want)
+    assert out["data"]["config"]["distribute"] == "data"
+    if "{backend}" == "jax":
+        assert out["model"]["config"]["distribute"] == "model" and out["model"]["config"]["model_devices"] == 2
+    else:  # model parallelism needs JAX: refused with a message, exit 2
+        assert cli.main("toys", [*common, "--output-dir", "{tmp}/m", "--distribute", "model", "--model-devices", "2"]) == 2
+    print("DIST-OK")
+    """
+)
+
+
+def test_the_command_line_trains_on_several_jax_devices_as_on_one(tmp_path):
+    pytest.importorskip("jax")
+    (tmp_path / "toys").mkdir()
+    script = CLI_SCRIPT.replace("{tmp}", str(tmp_path)).replace("{backend}", "jax")
+    _run(script, "jax", tmp_path, _jax_env(4), devices=4)
+
+
+def test_the_command_line_trains_under_a_mirrored_strategy(tmp_path):
+    pytest.importorskip("tensorflow")
+    (tmp_path / "toys").mkdir()
+    logical = textwrap.dedent(
+        """
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        """
+    )
+    _run(logical + CLI_SCRIPT.replace("{tmp}", str(tmp_path)).replace("{backend}", "tensorflow"), "tensorflow", tmp_path)
 
 
 def test_tensorflow_mirrored_strategy_on_two_logical_cpus(tmp_path):

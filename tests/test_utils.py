@@ -61,3 +61,16 @@ def test_deterministic_environment_sets_the_start_up_variables_once():
     assert env["HOME"] == "/h"
     assert deterministic_environment(7, env) == env  # idempotent: the flag is not appended twice
     assert deterministic_environment(1, {})["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"
+
+
+def test_predict_rows_cuts_every_output_to_the_batch():
+    import keras
+
+    from keras_fame.utils import predict_rows
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, {"a": keras.layers.Dense(2)(inputs), "b": keras.ops.sum(inputs, axis=-1)})
+    x = np.arange(30, dtype="float32").reshape(10, 3)
+    out = predict_rows(model, x)
+    assert out["a"].shape == (10, 2) and out["b"].tolist() == x.sum(axis=1).tolist()
+    assert predict_rows(model, x, rows=4)["b"].shape == (4,)

@@ -13,6 +13,8 @@ logits. Few boundaries keep the number of compiled shapes small.
 import keras
 import numpy as np
 
+from keras_fame.distribution import batch_shards
+
 
 def default_buckets(max_len):
     """Bucket widths: 8, 16, 32, ... up to and including `max_len`."""
@@ -58,10 +60,20 @@ class TrainingBatches(keras.utils.PyDataset):
         seed: for the shuffles.
         buckets: batch widths, or None for `default_buckets(max_len)`;
             `(max_len,)` turns bucketing off.
+        row_multiple: every batch is padded with all-padding rows (target 0,
+            which every loss masks out, so the loss and its gradient are
+            unchanged) to a multiple of this many rows. Defaults to None: the
+            batch shards of the `keras.distribution` set when the batches
+            are made (1 without one), so data-parallel JAX, which splits
+            every batch evenly over the devices, takes any last batch.
     """
 
-    def __init__(self, inputs, targets, batch_size=256, shuffle=True, seed=0, buckets=None, **kwargs):
+    def __init__(self, inputs, targets, batch_size=256, shuffle=True, seed=0, buckets=None, row_multiple=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.row_multiple = batch_shards() if row_multiple is None else int(row_multiple)
+        if self.row_multiple < 1:
+            raise ValueError(f"row_multiple={row_multiple}: must be a positive integer")
         if inputs.shape != targets.shape:
             raise ValueError(f"inputs {inputs.shape} and targets {targets.shape} differ in shape")
         if len(inputs) == 0:
@@ -99,7 +111,11 @@ class TrainingBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rows, width = self._batches[index]
         rows = np.sort(rows)
-        return self.inputs[rows, -width:], self.targets[rows, -width:]
+        inputs, targets = self.inputs[rows, -width:], self.targets[rows, -width:]
+        spare = -len(rows) % self.row_multiple
+        if spare:  # all-padding rows: no position counts in any loss
+            inputs, targets = (np.pad(a, [(0, spare), (0, 0)]) for a in (inputs, targets))
+        return inputs, targets
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -5,6 +5,8 @@ import os
 import keras
 import numpy as np
 
+from keras_fame.utils import predict_rows
+
 
 class GateHistograms(keras.callbacks.Callback):
     """Writes FAME's gate weights (per head) and router weights (per head and expert) to TensorBoard.
@@ -48,9 +50,9 @@ class GateHistograms(keras.callbacks.Callback):
         scorer = self._recommender().scorer(explain=True)
         gates, routers = [], []
         for start in range(0, len(item_ids), self.batch_size):
-            out = scorer.predict_on_batch(item_ids[start : start + self.batch_size])
-            gates.append(np.asarray(out["head_weights"]))
-            routers.append(np.asarray(out["router_weights"]))
+            out = predict_rows(scorer, item_ids[start : start + self.batch_size])
+            gates.append(out["head_weights"])
+            routers.append(out["router_weights"])
         return np.concatenate(gates), np.concatenate(routers)
 
     def _recommender(self):

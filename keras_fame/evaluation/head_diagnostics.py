@@ -5,6 +5,7 @@ import numpy as np
 import keras
 
 from keras_fame.evaluation.ranking import DEFAULT_KS, history_mask_rows, metrics_from_ranks, target_ranks
+from keras_fame.utils import predict_rows
 
 
 def head_diagnostics(model, evaluation_set, ks=(10,), exclude_history=True, batch_size=256):
@@ -35,7 +36,7 @@ def head_diagnostics(model, evaluation_set, ks=(10,), exclude_history=True, batc
     gates, head_ranks, gated_ranks = [], [], []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        out = scorer.predict_on_batch(ev.inputs[start:stop])
+        out = predict_rows(scorer, ev.inputs[start:stop])
         exclude = history_mask_rows(ev.history_indptr, ev.history_items, start, stop) if exclude_history else None
         targets = ev.targets[start:stop]
         head_scores = np.asarray(out["head_scores"])

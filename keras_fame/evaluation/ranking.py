@@ -223,6 +223,7 @@ def evaluate_model(
     """
     from keras_fame.data.split import pad_left
     from keras_fame.evaluation.device_ranking import target_rank_model
+    from keras_fame.utils import predict_rows
 
     ev = evaluation_set
     if model.num_items != ev.num_items:
@@ -247,12 +248,11 @@ def evaluate_model(
             "targets": np.pad(ev.targets[start:stop], (0, pad), constant_values=1).astype("int32"),
             "history": np.pad(history, [(0, pad), (0, 0)]).astype("int32"),
         }
-        out = rank_model.predict_on_batch(batch)
-        finite = np.asarray(out["finite"])[: stop - start]
-        if not finite.all():
-            bad = start + int(np.flatnonzero(~finite)[0])
+        out = predict_rows(rank_model, batch, rows=stop - start)  # the padding rows cut off too
+        if not out["finite"].all():
+            bad = start + int(np.flatnonzero(~out["finite"])[0])
             raise FloatingPointError(f"row {bad}: the model produced NaN scores or a non-finite target score")
-        ranks[start:stop] = np.asarray(out["ranks"])[: stop - start]
+        ranks[start:stop] = out["ranks"]
     out = metrics_from_ranks(ranks, ks)
     out["users"] = int(n)
     out["protocol"] = "exclude_history" if exclude_history else "all_items"

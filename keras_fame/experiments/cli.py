@@ -7,6 +7,8 @@ import os
 import re
 import sys
 
+import keras
+
 from keras_fame.data.registry import DATASET_FILES, DATASETS, ITEM_TEXT_FILES, find_sequence_file  # noqa: F401
 
 
@@ -37,6 +39,7 @@ CONFIG_FLAGS = {
     "fame_dropout": "--fame-dropout", "negatives": "--sampled-softmax", "sampler": "--sampler",
     "facet_fusion": "--facet-fusion", "facet_loss_weight": "--facet-loss-weight",
     "fame_facet_loss_weight": "--fame-facet-loss-weight", "gate_temperature": "--gate-temperature",
+    "distribute": "--distribute", "model_devices": "--model-devices",
     "head_diagnostics_users": "--head-diagnostics-users", "monitor": "--monitor",
 }
 
@@ -184,6 +187,14 @@ def main(dataset, argv=None, reexec=None):
         help="start over in --output-dir; by default a rerun skips finished stages and resumes the running one "
         "from its last finished epoch",
     )
+    parser.add_argument(
+        "--distribute", choices=("data", "model"), default=D.distribute,
+        help="several devices (keras_fame.distribution): data = the batch split over every device (JAX "
+             "DataParallel, TensorFlow MirroredStrategy); model = the item tables' rows split over "
+             "--model-devices devices and the batch over the rest (JAX)",
+    )
+    parser.add_argument("--model-devices", type=int, default=D.model_devices, metavar="K",
+                        help="with --distribute model: devices the item tables are split over (default 1)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     if args.deterministic and reexec:
@@ -245,10 +256,15 @@ def main(dataset, argv=None, reexec=None):
             fame_facet_loss_weight=args.fame_facet_loss_weight,
             gate_temperature=args.gate_temperature,
             head_diagnostics_users=args.head_diagnostics_users,
+            distribute=args.distribute,
+            model_devices=args.model_devices,
         )
     except ValueError as error:
         # Name the flags, not the fields: "hidden_dim=64 is not divisible by num_heads=3" -> "--hidden-dim=64 ... --heads=3".
         parser.error(re.sub(r"\b([a-z_]+)=", lambda m: f"{CONFIG_FLAGS.get(m.group(1), m.group(1))}=", str(error)))
+    if args.distribute == "model" and keras.backend.backend() != "jax":
+        parser.error(f"--distribute model shards the item tables with keras.distribution, which needs "
+                     f"KERAS_BACKEND=jax (this process runs {keras.backend.backend()}); --distribute data works on both")
     from keras_fame.data.item_facets import parse_facet_names
 
     try:

@@ -28,6 +28,7 @@ from keras_fame.training import fit_with_early_stopping
 from keras_fame.layers.facet_gated_head import HeadSliceIdentity
 from keras_fame.layers.item_embedding import FACET_FUSIONS
 from keras_fame.data.sampled_batches import SAMPLERS
+from keras_fame.distribution import MODES as DISTRIBUTE_MODES, distributed
 from keras_fame.utils import dtype_policy, json_default, replace_atomically, save_model_atomic, set_deterministic
 from keras_fame.validation import divisible, non_negative_float, non_negative_int, positive_float, positive_int, rate
 
@@ -196,6 +197,9 @@ class PipelineConfig:
         gate_temperature: FAME's gate temperature (`FacetGatedHead`).
         head_diagnostics_users: FAME stage: gate entropy and per-head
             validation NDCG@10 on this many users per epoch (0: off).
+        distribute: None (one device), `"data"` or `"model"`
+            (`keras_fame.distribution.distributed`); `model_devices`: the
+            devices the item tables' rows are split over with `"model"`.
     """
 
     hidden_dim: int = 64
@@ -231,6 +235,8 @@ class PipelineConfig:
     fame_facet_loss_weight: float = None
     gate_temperature: float = 1.0
     head_diagnostics_users: int = 2048
+    distribute: str = None
+    model_devices: int = 1
 
     def __post_init__(self):
         """Refuses impossible settings at once, naming the field (`ValueError("field=value: allowed")`)."""
@@ -256,6 +262,11 @@ class PipelineConfig:
             raise ValueError(f"sampler={self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
         if self.facet_fusion not in FACET_FUSIONS:
             raise ValueError(f"facet_fusion={self.facet_fusion!r}: must be one of {', '.join(FACET_FUSIONS)}")
+        positive_int("model_devices", self.model_devices)
+        if self.distribute not in (None, *DISTRIBUTE_MODES):
+            raise ValueError(f"distribute={self.distribute!r}: must be one of {', '.join(DISTRIBUTE_MODES)}")
+        if self.model_devices > 1 and self.distribute != "model":
+            raise ValueError(f"model_devices={self.model_devices} splits the item tables: it needs distribute='model'")
         metric = self.monitor.removeprefix("val_")
         if metric.split("@")[0] not in ("ndcg", "hr") or not metric.split("@")[-1].isdigit():
             raise ValueError(f"monitor={self.monitor!r}: must be val_ndcg@K or val_hr@K")
@@ -310,7 +321,8 @@ def run_pipeline(
     TensorBoard (see `fit_with_early_stopping`).
     """
     config = dataclasses.replace(config or PipelineConfig(), **overrides)
-    with dtype_policy("mixed_bfloat16" if config.mixed_precision else None):
+    with distributed(config.distribute, config.model_devices), \
+            dtype_policy("mixed_bfloat16" if config.mixed_precision else None):
         return _run_stages(
             sequence_file, dataset, output_dir, config, text_encoder=text_encoder, sasrec_model=sasrec_model,
             verbose=verbose, resume=resume, tensorboard_dir=tensorboard_dir,
@@ -358,6 +370,7 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
             "deterministic": deterministic,
             **({"negatives": negatives, "sampler": sampler} if negatives is not None or sampler != "uniform" else {}),
             **({"mixed_precision": True} if config.mixed_precision else {}),
+            **({"distribute": config.distribute, "model_devices": config.model_devices} if config.distribute else {}),
             **({"item_facets": list(config.item_facets), "facet_fusion": config.facet_fusion,
                 "facet_loss_weight": config.facet_loss_weight} if config.item_facets else {}),
         },
@@ -448,6 +461,7 @@ def _run_stages(sequence_file, dataset, output_dir, config, *, text_encoder, sas
             item_content=bool(text_start and text_start.frozen),
             item_embeddings=table,
             **({"item_facets": facets.labels, "facet_fusion": config.facet_fusion} if facets else {}),
+            row_multiple=config.model_devices if config.distribute == "model" else 1,
             **(backbone or {}),
         )
         print(f"\n== SASRec on {dataset}: {data.num_users} users, {data.num_items} items ==")

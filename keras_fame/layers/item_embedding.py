@@ -79,6 +79,10 @@ class ItemEmbedding(keras.layers.Layer):
             `"sum"`: `x_v = id_v + sum_k E_k[l_k(v)]`, `E_k` of width
             `hidden_dim`. A label 0 contributes nothing. The fused table is
             both the input embedding and the scoring table (Eq. 6, 8).
+        row_multiple: int, the table variables get `num_items + 1` rows rounded
+            up to a multiple of this (spare rows are never read), so that they
+            can be sharded by rows over that many devices
+            (`keras_fame.distribution`). Defaults to 1.
 
     Call arguments:
         item_ids: int tensor `[batch, seq]`, 0 = padding.
@@ -111,6 +115,7 @@ class ItemEmbedding(keras.layers.Layer):
         learn_content_scale=False,
         facet_vocab_sizes=None,
         facet_fusion="slice",
+        row_multiple=1,
         **kwargs,
     ):
         no_unknown_kwargs(type(self).__name__, kwargs)
@@ -121,6 +126,7 @@ class ItemEmbedding(keras.layers.Layer):
         if facet_fusion not in FACET_FUSIONS:
             raise ValueError(f"facet_fusion={facet_fusion!r}: expected one of {FACET_FUSIONS}")
         self.facet_fusion = facet_fusion
+        self.row_multiple = positive_int("row_multiple", row_multiple)
         if self.facet_vocab_sizes:
             if any(c < 1 for c in self.facet_vocab_sizes):
                 raise ValueError(f"facet_vocab_sizes={list(self.facet_vocab_sizes)}: every facet needs at least one label")
@@ -165,14 +171,14 @@ class ItemEmbedding(keras.layers.Layer):
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.embeddings_initializer))
         self.item_embeddings = self.add_weight(
             name="item_embeddings",
-            shape=(self.num_items + 1, self.hidden_dim),
+            shape=(self.table_rows, self.hidden_dim),
             initializer="zeros" if self.item_content else init(),
             autocast=False,
         )
         if self.item_content:
             self.content_embeddings = self.add_weight(
                 name="content_embeddings",
-                shape=(self.num_items + 1, self.hidden_dim),
+                shape=(self.table_rows, self.hidden_dim),
                 initializer="zeros",
                 trainable=False,
                 autocast=False,
@@ -196,6 +202,11 @@ class ItemEmbedding(keras.layers.Layer):
                 )
             )
         self.norm.build((None, None, self.hidden_dim))
+
+    @property
+    def table_rows(self):
+        """Rows of the table variables: `num_items + 1` rounded up to a multiple of `row_multiple`."""
+        return -(-(self.num_items + 1) // self.row_multiple) * self.row_multiple
 
     @property
     def facet_width(self):
@@ -259,7 +270,8 @@ class ItemEmbedding(keras.layers.Layer):
         With `training=True` and `offset_dropout`, a random set of items has
         its offset dropped (a fresh draw at every call).
         """
-        table = ops.convert_to_tensor(self.item_embeddings)
+        rows = self.num_items + 1  # the variables may hold spare rows (`row_multiple`), never read
+        table = ops.convert_to_tensor(self.item_embeddings)[:rows]
         if self.offset_max_norm is not None:
             norms = ops.sqrt(ops.sum(ops.square(table), axis=-1, keepdims=True))
             table = table * ops.minimum(1.0, self.offset_max_norm / ops.maximum(norms, 1e-12))
@@ -267,7 +279,7 @@ class ItemEmbedding(keras.layers.Layer):
             draw = keras.random.uniform((self.num_items + 1, 1), seed=self.offset_seed_generator)
             table = table * ops.cast(draw >= self.offset_dropout, table.dtype)
         if self.item_content:
-            content = ops.convert_to_tensor(self.content_embeddings)
+            content = ops.convert_to_tensor(self.content_embeddings)[:rows]
             if self.learn_content_scale:
                 content = content * ops.cast(self.content_scale, content.dtype)
             table = table + content
@@ -301,6 +313,7 @@ class ItemEmbedding(keras.layers.Layer):
             "learn_content_scale": self.learn_content_scale,
             "facet_vocab_sizes": None if self.facet_vocab_sizes is None else list(self.facet_vocab_sizes),
             "facet_fusion": self.facet_fusion,
+            "row_multiple": self.row_multiple,
         }
 
 

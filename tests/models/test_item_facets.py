@@ -186,3 +186,24 @@ def test_gate_temperature_sharpens_the_gate():
     np.testing.assert_allclose(sharp, expected, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="gate_temperature=0"):
         _fame(gate_temperature=0)
+
+
+def test_row_multiple_pads_the_tables_and_changes_no_score():
+    # The spare rows (for sharding over devices) are never read: same scores, same catalogue edits.
+    facets = _facets()
+    keras.utils.set_random_seed(3)
+    plain = SASRec(V, hidden_dim=8, max_len=6, item_content=True, item_facets=facets)
+    keras.utils.set_random_seed(3)
+    padded = SASRec(V, hidden_dim=8, max_len=6, item_content=True, item_facets=facets, row_multiple=4)
+    assert padded.item_embedding.table_rows == 32 and tuple(padded.item_embedding.item_embeddings.shape) == (32, 8)
+    table = np.random.default_rng(0).normal(size=(V + 1, 8)).astype("float32")
+    for model in (plain, padded):
+        model.set_item_embeddings(table)
+    ids = _histories()
+    np.testing.assert_allclose(padded.scorer().predict_on_batch(ids)["scores"],
+                               plain.scorer().predict_on_batch(ids)["scores"], rtol=1e-6, atol=1e-6)
+    rows = np.random.default_rng(1).normal(size=(3, 8)).astype("float32")
+    grown = [m.with_new_items(rows, item_facets=[np.array([1, 2, 0]), np.array([3, 0, 1])]) for m in (plain, padded)]
+    assert grown[1].item_embedding.table_rows == 36
+    np.testing.assert_allclose(np.asarray(grown[1].item_embedding.item_table()),
+                               np.asarray(grown[0].item_embedding.item_table()), rtol=1e-6, atol=1e-6)
