@@ -57,7 +57,8 @@ def main(dataset, argv=None, reexec=None):
     if reexec is None:
         reexec = argv is None
     from keras_fame.layers import HeadSliceIdentity
-    from keras_fame.experiments.pipeline import PipelineConfig, TextStart, run_pipeline
+    from keras_fame.experiments import PipelineConfig, TextStart
+    from keras_fame.experiments import pipeline
 
     D = PipelineConfig()  # every pipeline default below comes from here
     T = TextStart(mode="pca", item_text_file="")  # and the text start's from TextStart
@@ -351,7 +352,7 @@ def main(dataset, argv=None, reexec=None):
     from keras_fame.data import DataFormatError
 
     try:
-        run_pipeline(
+        pipeline.run_pipeline(
             path, dataset, args.output_dir, config, sasrec_model=args.sasrec_model, verbose=args.verbose,
             resume=not args.fresh, tensorboard_dir=args.tensorboard,
         )
