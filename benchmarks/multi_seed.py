@@ -105,6 +105,8 @@ PLANS["facets"] = {
     "facets_sum_aux0.5": [*FACETS, "--facet-fusion", "sum", "--facet-loss-weight", "0.5"],
     # All four facets (brand, category levels 1 and 2, leaf), 16 columns each: head 0 holds brand and level 1.
     "facets_all4": ["--text-init", "pca", *RECIPE, "--item-facets", "brand,level1,level2,leaf"],
+    # Facet attention: every head's logits also hold a decoupled facet term (DIF-SR style), both stages.
+    "facets_attention": [*FACETS, "--facet-attention"],
 }
 
 

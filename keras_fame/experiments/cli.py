@@ -165,6 +165,9 @@ def main(dataset, argv=None, reexec=None):
                        "FAME's unless --fame-facet-loss-weight)")
     facet.add_argument("--fame-facet-loss-weight", type=float, default=D.fame_facet_loss_weight,
                        help="the same for the FAME stage, where head h predicts facet h (default: --facet-loss-weight)")
+    facet.add_argument("--facet-attention", action="store_true",
+                       help="every attention head also attends by the items' facets (a decoupled facet term in its "
+                       "logits, after DIF-SR); SASRec stage and FAME")
     facet.add_argument("--gate-temperature", type=float, default=D.gate_temperature,
                        help="FAME's gate temperature (below 1: sharper gate)")
     facet.add_argument("--head-diagnostics-users", type=int, default=D.head_diagnostics_users,
@@ -272,9 +275,11 @@ def main(dataset, argv=None, reexec=None):
         item_facets = parse_facet_names(args.item_facets, args.heads)
     except ValueError as error:
         parser.error(f"--item-facets: {error}")
-    if not item_facets and (args.facet_loss_weight or args.fame_facet_loss_weight or args.item_attributes):
-        parser.error("--facet-loss-weight, --fame-facet-loss-weight and --item-attributes need --item-facets")
-    config = dataclasses.replace(config, item_facets=item_facets)
+    if not item_facets and (args.facet_loss_weight or args.fame_facet_loss_weight or args.item_attributes
+                            or args.facet_attention):
+        parser.error("--facet-loss-weight, --fame-facet-loss-weight, --facet-attention and --item-attributes need "
+                     "--item-facets")
+    config = dataclasses.replace(config, item_facets=item_facets, facet_attention=args.facet_attention)
     # Unless asked, the item table starts from text (facet pre-training) where the dataset has item text.
     explicit_text = args.text_init is not None
     if args.text_init is None:

@@ -50,6 +50,8 @@ class PipelineConfig:
         gate_temperature: FAME's gate temperature (`FacetGatedHead`).
         head_diagnostics_users: FAME stage: gate entropy and per-head
             validation NDCG@10 on this many users per epoch (0: off).
+        facet_attention: every attention head of both models also attends
+            by the items' facets (`MoEQueryAttention`; needs `item_facets`).
         distribute: None (one device), `"data"` or `"model"`
             (`keras_fame.distribution.distributed`); `model_devices`: the
             devices the item tables' rows are split over with `"model"`.
@@ -90,6 +92,7 @@ class PipelineConfig:
     head_diagnostics_users: int = 2048
     distribute: str = None
     model_devices: int = 1
+    facet_attention: bool = False
 
     def __post_init__(self):
         """Refuses impossible settings at once, naming the field (`ValueError("field=value: allowed")`)."""
@@ -116,6 +119,8 @@ class PipelineConfig:
         if self.facet_fusion not in FACET_FUSIONS:
             raise ValueError(f"facet_fusion={self.facet_fusion!r}: must be one of {', '.join(FACET_FUSIONS)}")
         positive_int("model_devices", self.model_devices)
+        if self.facet_attention and not self.item_facets:
+            raise ValueError("facet_attention=True attends by the items' facets: it needs item_facets")
         if self.distribute not in (None, *DISTRIBUTE_MODES):
             raise ValueError(f"distribute={self.distribute!r}: must be one of {', '.join(DISTRIBUTE_MODES)}")
         if self.model_devices > 1 and self.distribute != "model":

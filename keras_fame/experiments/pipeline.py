@@ -192,6 +192,7 @@ def _recorded_config(config):
         **({"distribute": c.distribute, "model_devices": c.model_devices} if c.distribute else {}),
         **({"item_facets": list(c.item_facets), "facet_fusion": c.facet_fusion,
             "facet_loss_weight": c.facet_loss_weight} if c.item_facets else {}),
+        **({"facet_attention": True} if c.facet_attention else {}),
     }
     if not c.skip_fame:  # recorded before any stage runs, so a rerun that changes them is noticed (`FAME_STAGE_KEYS`)
         recorded["fame_dropout"] = c.dropout if c.fame_dropout is None else c.fame_dropout
@@ -301,6 +302,7 @@ def _sasrec_stage(run, sasrec_model, text_encoder):
             item_content=bool(c.text_start and c.text_start.frozen),
             item_embeddings=table,
             **({"item_facets": run.facets.labels, "facet_fusion": c.facet_fusion} if run.facets else {}),
+            facet_attention=c.facet_attention,
             row_multiple=c.model_devices if c.distribute == "model" else 1,
             **(c.backbone or {}),
         )

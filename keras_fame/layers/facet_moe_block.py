@@ -22,10 +22,14 @@ class FacetMoEBlock(keras.layers.Layer):
         num_experts: int, `N` query experts per head.
         dropout: float, on the attention weights and the residual branch.
         layer_norm_epsilon: float.
+        facet_dims: optional list of facet embedding widths: facet attention
+            (`MoEQueryAttention`). Defaults to None.
 
     Call arguments:
         inputs: `[batch, seq, H * d']`.
         padding_mask: bool `[batch, seq]`, true at real items.
+        facet_sequences: with `facet_dims`, the items' facet label
+            embeddings, a list of `[batch, seq, facet_dims[k]]`.
         return_router_weights: bool, also return the routers' weights
             `beta` (Eq. 16). Defaults to False.
         training: bool.
@@ -40,14 +44,16 @@ class FacetMoEBlock(keras.layers.Layer):
     (1, 5, 2, 4)
     """
 
-    def __init__(self, num_heads, head_dim, num_experts, dropout=0.0, layer_norm_epsilon=1e-8, **kwargs):
+    def __init__(self, num_heads, head_dim, num_experts, dropout=0.0, layer_norm_epsilon=1e-8, facet_dims=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.head_dim, self.num_experts = int(num_heads), int(head_dim), int(num_experts)
         self.dropout, self.layer_norm_epsilon = float(dropout), float(layer_norm_epsilon)
+        self.facet_dims = None if not facet_dims else tuple(int(w) for w in facet_dims)
         policy = self.dtype_policy  # sub-layers follow this layer's policy
         self.attention = MoEQueryAttention(
-            num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout, name="attention",
-            dtype=policy,
+            num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout,
+            facet_dims=self.facet_dims, name="attention", dtype=policy,
         )
         self.residual_dropout = keras.layers.Dropout(dropout, name="residual_dropout", dtype=policy)
         self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm", dtype=policy)
@@ -56,13 +62,17 @@ class FacetMoEBlock(keras.layers.Layer):
         self.attention.build(inputs_shape, padding_mask_shape)
         self.norm.build(tuple(inputs_shape[:-1]) + (self.num_heads, self.head_dim))
 
-    def call(self, inputs, padding_mask=None, return_router_weights=False, training=None):
-        heads, router = self.attention(inputs, padding_mask=padding_mask, return_router_weights=True, training=training)
+    def call(self, inputs, padding_mask=None, facet_sequences=None, return_router_weights=False, training=None):
+        heads, router = self.attention(
+            inputs, padding_mask=padding_mask, facet_sequences=facet_sequences, return_router_weights=True,
+            training=training,
+        )
         split = ops.reshape(inputs, (*ops.shape(inputs)[:-1], self.num_heads, self.head_dim))
         outputs = self.norm(split + self.residual_dropout(heads, training=training))
         return (outputs, router) if return_router_weights else outputs
 
-    def compute_output_spec(self, inputs, padding_mask=None, return_router_weights=False, training=None):
+    def compute_output_spec(self, inputs, padding_mask=None, facet_sequences=None, return_router_weights=False,
+                            training=None):
         lead = tuple(inputs.shape[:-1])
         outputs = keras.KerasTensor(lead + (self.num_heads, self.head_dim), dtype=self.compute_dtype)
         if not return_router_weights:
@@ -77,4 +87,5 @@ class FacetMoEBlock(keras.layers.Layer):
             "num_experts": self.num_experts,
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "facet_dims": None if self.facet_dims is None else list(self.facet_dims),
         }

@@ -87,11 +87,14 @@ class ItemEmbedding(keras.layers.Layer):
     Call arguments:
         item_ids: int tensor `[batch, seq]`, 0 = padding.
         training: bool.
+        return_facet_sequences: bool, also return `facet_sequences` of the
+            embedded window (facet attention). Defaults to False.
 
     Returns:
         A tuple `(embedded, item_table, padding_mask)`: `[batch, seq', d]`,
         `[num_items + 1, d]` and bool `[batch, seq']` (true at real items),
-        where `seq' = min(seq, max_len)`.
+        where `seq' = min(seq, max_len)`; with `return_facet_sequences`, a
+        list of `K` tensors `[batch, seq', facet_width]` after them.
 
     Example:
     >>> layer = ItemEmbedding(num_items=10, hidden_dim=4, max_len=5)
@@ -252,7 +255,20 @@ class ItemEmbedding(keras.layers.Layer):
             total = total + part
         return total
 
-    def call(self, item_ids, training=None):
+    def facet_sequences(self, item_ids):
+        """The items' facet label embeddings (a list of `K` tensors `[batch, seq, facet_width]`; 0 at no label).
+
+        `item_ids` are the window `call` embeds (sanitised, newest `max_len`).
+        For facet attention (`MoEQueryAttention(facet_dims=...)`).
+        """
+        out = []
+        for labels, embeddings in zip(self.facet_labels, self.facet_embeddings):
+            sequence_labels = ops.take(ops.convert_to_tensor(labels), item_ids, axis=0)  # padding: item 0, label 0
+            part = ops.take(ops.convert_to_tensor(embeddings), sequence_labels, axis=0)
+            out.append(ops.cast(part * ops.cast(sequence_labels > 0, part.dtype)[..., None], self.compute_dtype))
+        return out
+
+    def call(self, item_ids, training=None, return_facet_sequences=False):
         item_ids = sanitize_item_ids(item_ids, self.num_items)[:, -self.max_len :]
         padding_mask = item_ids > 0
         width = ops.shape(item_ids)[1]
@@ -262,6 +278,8 @@ class ItemEmbedding(keras.layers.Layer):
         embedded = embedded + ops.take(ops.convert_to_tensor(self.position_embeddings), positions, axis=0)[None]
         embedded = self.embedding_dropout(self.norm(ops.cast(embedded, self.compute_dtype)), training=training)
         embedded = embedded * ops.cast(padding_mask, embedded.dtype)[..., None]
+        if return_facet_sequences:
+            return embedded, table, padding_mask, self.facet_sequences(item_ids)
         return embedded, table, padding_mask
 
     def item_table(self, training=False):
@@ -287,15 +305,20 @@ class ItemEmbedding(keras.layers.Layer):
             table = table + ops.cast(self.facet_table(), table.dtype)
         return table
 
-    def compute_output_spec(self, item_ids, training=None):
+    def compute_output_spec(self, item_ids, training=None, return_facet_sequences=False):
         batch, seq = item_ids.shape
         if seq is not None:
             seq = min(seq, self.max_len)
-        return (
+        outputs = (
             keras.KerasTensor((batch, seq, self.hidden_dim), dtype=self.compute_dtype),
             keras.KerasTensor((self.num_items + 1, self.hidden_dim), dtype=self.variable_dtype),
             keras.KerasTensor((batch, seq), dtype="bool"),
         )
+        if return_facet_sequences:
+            facets = [keras.KerasTensor((batch, seq, self.facet_width), dtype=self.compute_dtype)
+                      for _ in self.facet_vocab_sizes or ()]
+            outputs += (facets,)
+        return outputs
 
     def get_config(self):
         return {

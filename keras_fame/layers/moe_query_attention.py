@@ -32,17 +32,32 @@ class MoEQueryAttention(keras.layers.Layer):
     Keys at padded positions are masked. Query rows that are themselves
     padding produce finite (causal) values that callers mask out.
 
+    Facet attention (ours, after DIF-SR's decoupled side-information
+    attention, Xie et al., SIGIR'22): with `facet_dims`, each facet `k` of
+    the items (e.g. brand, category) adds its own attention term to every
+    head's logits, `sum_k (c_i^k W_Q^(k,h)) . (c_j^k W_K^(k,h)) / sqrt(d')`,
+    where `c^k` is the sequence of the items' facet-`k` label embeddings;
+    the values stay the items'. `W_K^(k,h)` starts at zero, so the layer
+    starts exactly as without facets (a transplanted model starts where its
+    source ended) and learns how much each head attends by facet.
+
     Args:
         num_heads: int, `H`.
         head_dim: int, `d'`.
-        num_experts: int, `N` query experts per head.
-        dropout: float, dropout on the attention weights.
-        use_bias: bool, biases on the Q/K/V projections.
-        kernel_initializer: initializer of all kernels.
+        num_experts: int, `N` query experts per head. Defaults to 1.
+        dropout: float, dropout on the attention weights. Defaults to 0.
+        use_bias: bool, biases on the Q/K/V projections. Defaults to True.
+        kernel_initializer: initializer of all kernels (the facet keys'
+            aside). Defaults to `"glorot_uniform"`.
+        facet_dims: optional list of `K` ints, the width of each facet's
+            label embeddings; adds the facet attention above. Defaults to
+            None (none).
 
     Call arguments:
         inputs: `[batch, seq, d]`.
         padding_mask: optional bool/int `[batch, seq]`, true at real items.
+        facet_sequences: with `facet_dims`, a list of `K` tensors
+            `[batch, seq, facet_dims[k]]`.
         return_router_weights: bool, also return `beta`.
         training: bool.
 
@@ -68,10 +83,12 @@ class MoEQueryAttention(keras.layers.Layer):
         dropout=0.0,
         use_bias=True,
         kernel_initializer="glorot_uniform",
+        facet_dims=None,
         **kwargs,
     ):
         no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
+        self.facet_dims = None if not facet_dims else tuple(positive_int("facet_dims", w) for w in facet_dims)
         self.num_heads = positive_int("num_heads", num_heads)
         self.head_dim = positive_int("head_dim", head_dim)
         self.num_experts = positive_int("num_experts", num_experts)
@@ -100,8 +117,26 @@ class MoEQueryAttention(keras.layers.Layer):
             self.router_kernel = self.add_weight(
                 name="router_kernel", shape=(H, N * e, N), initializer=self.kernel_initializer
             )
+        self.facet_query_kernels, self.facet_key_kernels = [], []
+        for k, width in enumerate(self.facet_dims or ()):
+            self.facet_query_kernels.append(self.add_weight(
+                name=f"facet_query_kernel_{k}", shape=(width, H, e), initializer=self.kernel_initializer
+            ))
+            self.facet_key_kernels.append(self.add_weight(
+                name=f"facet_key_kernel_{k}", shape=(width, H, e), initializer="zeros"
+            ))
 
-    def call(self, inputs, padding_mask=None, return_router_weights=False, training=None):
+    def facet_logits(self, facet_sequences):
+        """The facet attention term, `sum_k (c^k W_Q^(k,h)) . (c^k W_K^(k,h))`, `[batch, H, seq, seq]` (unscaled)."""
+        total = 0.0
+        for sequence, query_kernel, key_kernel in zip(facet_sequences, self.facet_query_kernels, self.facet_key_kernels):
+            sequence = ops.cast(sequence, self.compute_dtype)
+            queries = ops.einsum("btw,whe->bthe", sequence, query_kernel)
+            keys = ops.einsum("btw,whe->bthe", sequence, key_kernel)
+            total = total + ops.einsum("bihe,bjhe->bhij", queries, keys)
+        return total
+
+    def call(self, inputs, padding_mask=None, facet_sequences=None, return_router_weights=False, training=None):
         H, N, e = self.num_heads, self.num_experts, self.head_dim
         queries = ops.einsum("btd,dhne->bthne", inputs, self.query_kernel)  # [b, t, H, N, e]
         keys = ops.einsum("btd,dhe->bthe", inputs, self.key_kernel)  # [b, t, H, e]
@@ -111,7 +146,12 @@ class MoEQueryAttention(keras.layers.Layer):
             keys = keys + self.key_bias
             values = values + self.value_bias
 
-        logits = ops.einsum("bihne,bjhe->bhnij", queries, keys) / math.sqrt(e)
+        logits = ops.einsum("bihne,bjhe->bhnij", queries, keys)
+        if self.facet_dims:
+            if facet_sequences is None or len(facet_sequences) != len(self.facet_dims):
+                raise ValueError(f"this attention has {len(self.facet_dims)} facets: pass as many facet_sequences")
+            logits = logits + self.facet_logits(facet_sequences)[:, :, None]  # shared by the head's experts
+        logits = logits / math.sqrt(e)
         seq = ops.shape(inputs)[1]
         positions = ops.arange(seq)
         if padding_mask is not None:
@@ -176,11 +216,16 @@ class MoEQueryAttention(keras.layers.Layer):
             self.query_bias.assign(np.repeat(np.asarray(source.query_bias).reshape(H, 1, e), N, axis=1))
             self.key_bias.assign(np.asarray(source.key_bias).reshape(H, e))
             self.value_bias.assign(np.asarray(source.value_bias).reshape(H, e))
+        if self.facet_dims and source.facet_dims == self.facet_dims:  # the facet kernels, regrouped the same way
+            for mine, theirs in zip(self.facet_query_kernels + self.facet_key_kernels,
+                                    source.facet_query_kernels + source.facet_key_kernels):
+                mine.assign(np.asarray(theirs).reshape(tuple(mine.shape)))
 
     def compute_output_shape(self, inputs_shape, padding_mask_shape=None):
         return tuple(inputs_shape[:-1]) + (self.num_heads, self.head_dim)
 
-    def compute_output_spec(self, inputs, padding_mask=None, return_router_weights=False, training=None):
+    def compute_output_spec(self, inputs, padding_mask=None, facet_sequences=None, return_router_weights=False,
+                            training=None):
         shape = tuple(inputs.shape[:-1])
         out = keras.KerasTensor(shape + (self.num_heads, self.head_dim), dtype=self.compute_dtype)
         if return_router_weights:
@@ -196,4 +241,5 @@ class MoEQueryAttention(keras.layers.Layer):
             "dropout": self.dropout,
             "use_bias": self.use_bias,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "facet_dims": None if self.facet_dims is None else list(self.facet_dims),
         }

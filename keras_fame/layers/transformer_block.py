@@ -26,10 +26,14 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: float.
         kernel_initializer: initializer of all kernels.
         activation: FFN activation, `"relu"` (the paper, Eq. 5) or e.g. `"gelu"`.
+        facet_dims: optional list of facet embedding widths: facet attention
+            (`MoEQueryAttention`). Defaults to None.
 
     Call arguments:
         inputs: `[batch, seq, hidden_dim]`.
         padding_mask: bool `[batch, seq]`, true at real items.
+        facet_sequences: with `facet_dims`, the items' facet label
+            embeddings, a list of `[batch, seq, facet_dims[k]]`.
         training: bool.
 
     Returns:
@@ -50,10 +54,12 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon=1e-8,
         kernel_initializer="glorot_uniform",
         activation="relu",
+        facet_dims=None,
         **kwargs,
     ):
         no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
+        self.facet_dims = None if not facet_dims else tuple(int(w) for w in facet_dims)
         self.hidden_dim = positive_int("hidden_dim", hidden_dim)
         self.num_heads = positive_int("num_heads", num_heads)
         divisible("hidden_dim", self.hidden_dim, "num_heads", self.num_heads)
@@ -70,6 +76,7 @@ class TransformerBlock(keras.layers.Layer):
             num_experts=1,
             dropout=self.dropout,
             kernel_initializer=init(),
+            facet_dims=self.facet_dims,
             name="attention",
             dtype=policy,
         )
@@ -91,8 +98,8 @@ class TransformerBlock(keras.layers.Layer):
         self.ffn_outer.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
         self.ffn_norm.build(inputs_shape)
 
-    def call(self, inputs, padding_mask=None, training=None):
-        heads = self.attention(inputs, padding_mask=padding_mask, training=training)
+    def call(self, inputs, padding_mask=None, facet_sequences=None, training=None):
+        heads = self.attention(inputs, padding_mask=padding_mask, facet_sequences=facet_sequences, training=training)
         attended = ops.reshape(heads, ops.shape(inputs))
         h = self.attention_norm(inputs + self.attention_dropout(attended, training=training))
         ffn = self.ffn_outer(self.ffn_inner(h))
@@ -114,4 +121,5 @@ class TransformerBlock(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "activation": self.activation,
+            "facet_dims": None if self.facet_dims is None else list(self.facet_dims),
         }

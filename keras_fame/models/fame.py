@@ -66,6 +66,10 @@ class FAME(SequentialRecommender):
         row_multiple: int, the item tables' rows are padded to a multiple of
             this, so they can be sharded by rows over that many devices
             (`ItemEmbedding`, `keras_fame.distribution`). Defaults to 1.
+        facet_attention: bool, every attention head (the MoE block's too)
+            also attends by the items' facets (`MoEQueryAttention`'s facet
+            attention; needs `item_facets`; `from_sasrec` copies SASRec's).
+            Defaults to False.
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         moe_layout: `"block"` (default): the MoE block is one `FacetMoEBlock`
@@ -132,6 +136,7 @@ class FAME(SequentialRecommender):
         facet_fusion="slice",
         gate_temperature=1.0,
         row_multiple=1,
+        facet_attention=False,
         **kwargs,
     ):
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
@@ -158,16 +163,19 @@ class FAME(SequentialRecommender):
             offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion, row_multiple,
         )
         block_heads = int(block_heads or num_heads)
+        facet_dims = self._facet_dims(facet_attention, self.item_embedding)
+        if facet_dims and moe_layout != "block":
+            raise ValueError("facet_attention needs moe_layout='block'")
         self.transformer_blocks = self._make_blocks(
             num_blocks - 1, hidden_dim, block_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
-            kernel_initializer,
+            kernel_initializer, facet_dims,
         )
         if moe_layout not in ("block", "flat"):
             raise ValueError(f"moe_layout={moe_layout!r} is not 'block' or 'flat'")
         if moe_layout == "block":
             self.moe_block = FacetMoEBlock(
                 num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout,
-                layer_norm_epsilon=layer_norm_epsilon, name="moe_block",
+                layer_norm_epsilon=layer_norm_epsilon, facet_dims=facet_dims, name="moe_block",
             )
             self.moe_attention = self.moe_block.attention
         else:
@@ -190,9 +198,11 @@ class FAME(SequentialRecommender):
 
         # === Functional model ===
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
-        x, item_table, padding_mask = self._embed_and_encode(item_ids, num_blocks - 1)
+        x, item_table, padding_mask, facet_sequences = self._embed_and_encode(item_ids, num_blocks - 1, facet_attention)
         if moe_layout == "block":
-            features, router = self.moe_block(x, padding_mask=padding_mask, return_router_weights=True)  # [b, t, H, d']
+            features, router = self.moe_block(  # [b, t, H, d']
+                x, padding_mask=padding_mask, facet_sequences=facet_sequences, return_router_weights=True
+            )
         else:
             heads_out, router = self.moe_attention(x, padding_mask=padding_mask, return_router_weights=True)
             features = self.moe_norm(self.moe_residual([self.split_heads(x), self.moe_dropout(heads_out)]))
@@ -224,6 +234,7 @@ class FAME(SequentialRecommender):
             gate_temperature=float(gate_temperature),
             moe_layout=moe_layout,
             row_multiple=self.item_embedding.row_multiple,
+            facet_attention=bool(facet_attention),
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)
@@ -287,6 +298,7 @@ class FAME(SequentialRecommender):
                 facet_vocab_sizes=sasrec.item_embedding.get_config()["facet_vocab_sizes"],
                 facet_fusion=sasrec.item_embedding.facet_fusion,
                 row_multiple=sasrec.item_embedding.row_multiple,
+                facet_attention=sasrec.facet_attention,
                 **kwargs,
             )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())

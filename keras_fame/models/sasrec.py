@@ -52,6 +52,9 @@ class SASRec(SequentialRecommender):
         row_multiple: int, the item tables' rows are padded to a multiple of
             this, so they can be sharded by rows over that many devices
             (`ItemEmbedding`, `keras_fame.distribution`). Defaults to 1.
+        facet_attention: bool, every attention head also attends by the
+            items' facets (`MoEQueryAttention`'s facet attention; needs
+            `item_facets`). Defaults to False.
         activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
             `"gelu"` as in BERT4Rec-family codebases).
         kernel_initializer: initializer of the SASRec blocks' kernels
@@ -94,6 +97,7 @@ class SASRec(SequentialRecommender):
         facet_vocab_sizes=None,
         facet_fusion="slice",
         row_multiple=1,
+        facet_attention=False,
         **kwargs,
     ):
         self._check_backbone(
@@ -112,13 +116,13 @@ class SASRec(SequentialRecommender):
         )
         self.transformer_blocks = self._make_blocks(
             num_blocks, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
-            kernel_initializer,
+            kernel_initializer, self._facet_dims(facet_attention, self.item_embedding),
         )
         self.item_scores = ItemScores(dtype=scoring_dtype(), name="item_scores")
 
         # === Functional model ===
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
-        features, item_table, _ = self._embed_and_encode(item_ids, num_blocks)
+        features, item_table, _, _ = self._embed_and_encode(item_ids, num_blocks, facet_attention)
         scores = self.item_scores(features, item_table)
         super().__init__(inputs=item_ids, outputs=scores, **kwargs)
         self._set_head(features, item_table, self.item_scores)
@@ -142,6 +146,7 @@ class SASRec(SequentialRecommender):
             facet_vocab_sizes=self.item_embedding.get_config()["facet_vocab_sizes"],
             facet_fusion=facet_fusion,
             row_multiple=self.item_embedding.row_multiple,
+            facet_attention=bool(facet_attention),
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)

@@ -52,12 +52,29 @@ class SequentialRecommender(keras.Model):
             positive_int("intermediate_dim", intermediate_dim)
         positive_float("layer_norm_epsilon", layer_norm_epsilon)
 
-    def _embed_and_encode(self, item_ids, num_blocks):
-        """Shared embedding + the first `num_blocks` SASRec blocks (symbolic)."""
-        x, item_table, padding_mask = self.item_embedding(item_ids)
+    def _embed_and_encode(self, item_ids, num_blocks, facet_attention=False):
+        """Shared embedding + the first `num_blocks` SASRec blocks (symbolic).
+
+        Returns `(x, item_table, padding_mask, facet_sequences)`; the last is
+        None without `facet_attention`.
+        """
+        facet_sequences = None
+        if facet_attention:
+            x, item_table, padding_mask, facet_sequences = self.item_embedding(item_ids, return_facet_sequences=True)
+        else:
+            x, item_table, padding_mask = self.item_embedding(item_ids)
         for block in self.transformer_blocks[:num_blocks]:
-            x = block(x, padding_mask=padding_mask)
-        return x, item_table, padding_mask
+            x = block(x, padding_mask=padding_mask, facet_sequences=facet_sequences)
+        return x, item_table, padding_mask, facet_sequences
+
+    @staticmethod
+    def _facet_dims(facet_attention, item_embedding):
+        """The blocks' `facet_dims`: one width per facet with `facet_attention` (which needs facets), else None."""
+        if not facet_attention:
+            return None
+        if not item_embedding.facet_vocab_sizes:
+            raise ValueError("facet_attention=True attends by the items' facets: give item_facets (or facet_vocab_sizes)")
+        return [item_embedding.facet_width] * len(item_embedding.facet_vocab_sizes)
 
     def _set_head(self, features, item_table, head, **explanations):
         """Names the symbolic tensors the scoring head reads; `explanations` (`[batch, seq, ...]`) join `scorer(explain=True)`."""
@@ -88,7 +105,7 @@ class SequentialRecommender(keras.Model):
 
     def _make_blocks(
         self, count, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation="relu",
-        kernel_initializer="glorot_uniform",
+        kernel_initializer="glorot_uniform", facet_dims=None,
     ):
         return [
             TransformerBlock(
@@ -99,6 +116,7 @@ class SequentialRecommender(keras.Model):
                 layer_norm_epsilon=layer_norm_epsilon,
                 activation=activation,
                 kernel_initializer=keras.initializers.get(kernel_initializer),
+                facet_dims=facet_dims,
                 name=f"transformer_block_{i}",
             )
             for i in range(count)

@@ -126,3 +126,51 @@ def test_load_from_attention_refuses_a_mixture_source_and_other_shapes():
     wide(np.ones((1, 3, 16), "float32"))
     with pytest.raises(ValueError, match="shapes differ"):
         target.load_from_attention(wide)
+
+
+def _numpy_facet_attention(x, mask, w, facets):
+    """Plain causal attention whose logits also hold sum_k (c^k W_Q^k) . (c^k W_K^k), values the items'."""
+    q = np.einsum("btd,dhe->bthe", x, w["query_kernel"][:, :, 0]) + w["query_bias"][:, 0]
+    k = np.einsum("btd,dhe->bthe", x, w["key_kernel"]) + w["key_bias"]
+    v = np.einsum("btd,dhe->bthe", x, w["value_kernel"]) + w["value_bias"]
+    logits = np.einsum("bihe,bjhe->bhij", q, k)
+    for i, c in enumerate(facets):
+        fq = np.einsum("btw,whe->bthe", c, w[f"facet_query_kernel_{i}"])
+        fk = np.einsum("btw,whe->bthe", c, w[f"facet_key_kernel_{i}"])
+        logits = logits + np.einsum("bihe,bjhe->bhij", fq, fk)
+    logits = logits / np.sqrt(q.shape[-1])
+    t = x.shape[1]
+    allowed = np.tril(np.ones((t, t), bool))[None, None] & mask[:, None, None, :]
+    logits = np.where(allowed, logits, -1e9)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("bhij,bjhe->bihe", p, v)
+
+
+def test_facet_attention_starts_as_plain_attention_and_adds_the_facet_term():
+    x, mask = _inputs(seed=3)
+    rng = np.random.default_rng(4)
+    facets = [rng.normal(size=(3, 6, 5)).astype("float32"), rng.normal(size=(3, 6, 2)).astype("float32")]
+    plain = MoEQueryAttention(num_heads=2, head_dim=4)
+    faceted = MoEQueryAttention(num_heads=2, head_dim=4, facet_dims=[5, 2])
+    plain(x, mask)
+    faceted(x, mask, facet_sequences=facets)
+    for name in ("query_kernel", "key_kernel", "value_kernel", "query_bias", "key_bias", "value_bias"):
+        getattr(faceted, name).assign(np.asarray(getattr(plain, name)))
+    real = mask[..., None, None]
+    # The facet keys start at zero: exactly the plain attention (a transplanted model starts where it ended).
+    np.testing.assert_array_equal(np.where(real, faceted(x, mask, facet_sequences=facets), 0),
+                                  np.where(real, plain(x, mask), 0))
+    for kernel in faceted.facet_key_kernels:
+        kernel.assign(rng.normal(size=tuple(kernel.shape)).astype("float32"))
+    w = {v.path.split("/")[-1]: np.asarray(v) for v in faceted.weights}
+    expected = _numpy_facet_attention(x, mask, w, facets)
+    got = np.asarray(faceted(x, mask, facet_sequences=facets))
+    np.testing.assert_allclose(np.where(real, got, 0), np.where(real, expected, 0), atol=1e-4)
+    # Causal: a later item's facets never change an earlier position.
+    later = [f.copy() for f in facets]
+    later[0][:, 4:] += 3.0
+    np.testing.assert_allclose(np.asarray(faceted(x, mask, facet_sequences=later))[:, :4], got[:, :4], atol=1e-5)
+    with pytest.raises(ValueError, match="this attention has 2 facets"):
+        faceted(x, mask)
+    assert MoEQueryAttention.from_config(faceted.get_config()).facet_dims == (5, 2)

@@ -207,3 +207,25 @@ def test_row_multiple_pads_the_tables_and_changes_no_score():
     assert grown[1].item_embedding.table_rows == 36
     np.testing.assert_allclose(np.asarray(grown[1].item_embedding.item_table()),
                                np.asarray(grown[0].item_embedding.item_table()), rtol=1e-6, atol=1e-6)
+
+
+def test_facet_attention_trains_transplants_and_round_trips(tmp_path):
+    facets = _facets()
+    keras.utils.set_random_seed(3)
+    sasrec = SASRec(V, hidden_dim=8, num_heads=2, max_len=6, item_facets=facets, facet_attention=True)
+    ids, targets = _histories(), _histories(seed=2)
+    sasrec.compile()
+    sasrec.fit(ids, targets, epochs=2, verbose=0)
+    keys = sasrec.transformer_blocks[0].attention.facet_key_kernels
+    assert len(keys) == 2 and np.abs(np.asarray(keys[0])).sum() > 0  # the facet keys learnt from zero
+    fame = FAME.from_sasrec(sasrec, num_heads=2, num_experts=2)
+    assert fame.facet_attention and fame.moe_block.attention.facet_dims == (4, 4)
+    np.testing.assert_array_equal(np.asarray(fame.moe_block.attention.facet_key_kernels[1]),
+                                  np.asarray(sasrec.transformer_blocks[-1].attention.facet_key_kernels[1]))
+    fame.compile()
+    fame.fit(ids, targets, epochs=1, verbose=0)
+    fame.save(tmp_path / "fame.keras")
+    again = keras.saving.load_model(tmp_path / "fame.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict_on_batch(ids), fame.predict_on_batch(ids), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="facet_attention=True attends by the items' facets"):
+        SASRec(V, hidden_dim=8, max_len=6, facet_attention=True)
