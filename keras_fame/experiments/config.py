@@ -125,9 +125,24 @@ class PipelineConfig:
             raise ValueError(f"distribute={self.distribute!r}: must be one of {', '.join(DISTRIBUTE_MODES)}")
         if self.model_devices > 1 and self.distribute != "model":
             raise ValueError(f"model_devices={self.model_devices} splits the item tables: it needs distribute='model'")
+        try:
+            self.sasrec_backbone()
+        except TypeError as error:  # a backbone option that is no BackboneConfig field
+            raise ValueError(f"backbone={self.backbone!r}: {error}") from None
         metric = self.monitor.removeprefix("val_")
         if metric.split("@")[0] not in ("ndcg", "hr") or not metric.split("@")[-1].isdigit():
             raise ValueError(f"monitor={self.monitor!r}: must be val_ndcg@K or val_hr@K")
+
+    def sasrec_backbone(self):
+        """The SASRec stage's `keras_fame.models.BackboneConfig` (FAME inherits it through the transplant)."""
+        from keras_fame.models import BackboneConfig
+
+        return BackboneConfig(
+            hidden_dim=self.hidden_dim, num_blocks=self.num_blocks, max_len=self.max_len, dropout=self.dropout,
+            item_content=bool(self.text_start and self.text_start.frozen), facet_fusion=self.facet_fusion,
+            facet_attention=self.facet_attention, row_multiple=self.model_devices if self.distribute == "model" else 1,
+            **(self.backbone or {}),
+        )
 
     @property
     def fame_stage_facet_loss_weight(self):

@@ -294,17 +294,10 @@ def _sasrec_stage(run, sasrec_model, text_encoder):
         keras.utils.set_random_seed(c.seed)  # the sequence model starts as it would without the text stage
         sasrec = SASRec(
             run.data.num_items,
-            hidden_dim=c.hidden_dim,
-            num_blocks=c.num_blocks,
             num_heads=c.sasrec_heads or c.num_heads,
-            max_len=c.max_len,
-            dropout=c.dropout,
-            item_content=bool(c.text_start and c.text_start.frozen),
             item_embeddings=table,
-            **({"item_facets": run.facets.labels, "facet_fusion": c.facet_fusion} if run.facets else {}),
-            facet_attention=c.facet_attention,
-            row_multiple=c.model_devices if c.distribute == "model" else 1,
-            **(c.backbone or {}),
+            item_facets=run.facets.labels if run.facets else None,
+            **dataclasses.asdict(c.sasrec_backbone()),
         )
         print(f"\n== SASRec on {run.dataset}: {run.data.num_users} users, {run.data.num_items} items ==")
         results["sasrec"] = {"training": run.fit(sasrec, "SASRec", c.epochs, facet_loss_weight=c.facet_loss_weight)}

@@ -1,10 +1,13 @@
+import dataclasses
+
 import keras
-import numpy as np  # noqa: F401  (doctest)
+import numpy as np  # noqa: F401  (the docstring example uses it)
 
 from keras_fame.layers import FacetGatedHead, FacetMoEBlock, MoEQueryAttention
 from keras_fame.layers.item_embedding import facet_vocab_sizes_of
-from keras_fame.validation import positive_float, positive_int
+from keras_fame.models.backbone import BackboneConfig
 from keras_fame.models.sequential_recommender import SequentialRecommender, scoring_dtype
+from keras_fame.validation import divisible, positive_float, positive_int
 from keras_fame.utils import dtype_policy
 
 
@@ -28,65 +31,31 @@ class FAME(SequentialRecommender):
 
     Args:
         num_items: int, `|V|`; ids `1..num_items`, 0 = padding.
-        hidden_dim: int, `d`; divisible by `num_heads`.
-        num_heads: int, `H` (facets) of the MoE block (default 4; alias
-            `heads`).
-        num_experts: int, `N` query experts per head (default 8; alias
-            `experts`). Giving both a name and its alias with different
+        num_heads: int, `H` (facets) of the MoE block; `hidden_dim` must be
+            divisible by it. Defaults to 4; alias `heads`.
+        num_experts: int, `N` query experts per head. Defaults to 8; alias
+            `experts`. Giving both a name and its alias with different
             values raises `ValueError`.
-        num_blocks: int, `B`, counting the MoE block.
-        max_len: int, `L`.
-        dropout: float, on embeddings, residual branches and attention.
-        intermediate_dim: int, FFN inner width of the earlier blocks.
-        layer_norm_epsilon: float.
-        item_content: bool, the item table is a frozen content table (e.g.
-            projected item text) plus a trainable per-item offset starting
-            at 0 (`ItemEmbedding`); needed for cold-start items.
-        item_embeddings: optional `[num_items + 1, hidden_dim]` pre-trained
-            table (e.g. `keras_fame.pretraining.pca_item_table` or
-            `pretrain_item_embeddings`): the start of the trainable table,
-            or with `item_content` the frozen content. Not part of the
-            config: the weights carry it.
-        offset_max_norm: optional float: with `item_content`, the largest
-            L2 norm of an item's ID offset (a bounded delta, for cold start).
-        offset_dropout: float: with `item_content`, the probability per
-            item and training step that its ID offset is dropped, so the
-            model learns to score content-only (cold) items (`ItemEmbedding`).
-        learn_content_scale: bool: with `item_content`, a trainable scalar
-            multiplies the frozen content table (`ItemEmbedding`).
-        item_facets: optional list of `K` int arrays `[num_items + 1]`, each
-            item's label of each facet (label ids `1..C_k`, 0 = no label;
-            e.g. `keras_fame.data.read_item_facets(...).labels`). Their
-            embeddings are fused into the item table (`ItemEmbedding`,
-            `facet_fusion`). Not part of the config: the weights carry them
-            (`.keras` files and the export keep them).
-        facet_vocab_sizes: list of `K` ints, labels per facet; defaults to
-            each facet's largest label in `item_facets`.
-        facet_fusion: `"slice"` (default) or `"sum"`, see `ItemEmbedding`.
-        row_multiple: int, the item tables' rows are padded to a multiple of
-            this, so they can be sharded by rows over that many devices
-            (`ItemEmbedding`, `keras_fame.distribution`). Defaults to 1.
-        facet_attention: bool, every attention head (the MoE block's too)
-            also attends by the items' facets (`MoEQueryAttention`'s facet
-            attention; needs `item_facets`; `from_sasrec` copies SASRec's).
-            Defaults to False.
-        activation: FFN activation of the SASRec blocks (`"relu"`, Eq. 5;
-            `"gelu"` as in BERT4Rec-family codebases).
-        moe_layout: `"block"` (default): the MoE block is one `FacetMoEBlock`
-            layer; `"flat"`: the same computation as separate layers, the
-            layout of `.keras` files saved before that layer existed (they
-            load with it automatically).
-        kernel_initializer: initializer of the SASRec blocks' kernels
-            (e.g. `keras.initializers.RandomNormal(stddev=0.02)`).
-        block_heads: int, attention heads of the earlier SASRec blocks;
-            default `num_heads`. `from_sasrec` keeps SASRec's, so the copied
-            blocks compute exactly what they did in SASRec.
-        item_projection_initializer: initializer of `W_f` (Eq. 8); default
-            `HeadSliceIdentity()` (`H` times the identity, split by head), so
-            FAME starts from SASRec's tied-embedding score. The paper does not
-            say; `"glorot_uniform"` is the random start (`docs/design.md`).
+        block_heads: int, attention heads of the earlier SASRec blocks.
+            Defaults to `num_heads`; `from_sasrec` keeps SASRec's, so the
+            copied blocks compute exactly what they did in SASRec.
+        item_projection_initializer: initializer of `W_f` (Eq. 8). Defaults
+            to `HeadSliceIdentity()` (`H` times the identity, split by head),
+            so FAME starts from SASRec's tied-embedding score; the paper
+            does not say; `"glorot_uniform"` is the random start
+            (`docs/design.md`).
         gate_temperature: float, divides the gate logits (Eq. 10; ours,
             the paper's gate has 1). Defaults to 1.0.
+        moe_layout: `"block"`: the MoE block is one `FacetMoEBlock` layer;
+            `"flat"`: the same computation as separate layers, the layout of
+            `.keras` files saved before that layer existed (they load with it
+            automatically). Defaults to `"block"`.
+        item_embeddings, item_facets, facet_vocab_sizes: as for `SASRec`.
+        **kwargs: the backbone settings, `keras_fame.models.BackboneConfig`'s
+            fields (`hidden_dim`, `num_blocks` counting the MoE block,
+            `max_len`, `dropout`, ...; with `facet_attention` the MoE block
+            attends by facets too), and `keras.Model`'s `name`, `trainable`,
+            `dtype`.
 
     Call arguments:
         item_ids: int32 `[batch, seq]`, left-padded, oldest first.
@@ -111,71 +80,45 @@ class FAME(SequentialRecommender):
     def __init__(
         self,
         num_items,
-        hidden_dim=64,
         num_heads=None,
         num_experts=None,
-        num_blocks=2,
-        max_len=50,
-        dropout=0.2,
-        intermediate_dim=None,
-        layer_norm_epsilon=1e-8,
         block_heads=None,
         item_projection_initializer=None,
+        gate_temperature=1.0,
+        moe_layout="block",
         heads=None,
         experts=None,
-        item_content=False,
         item_embeddings=None,
-        offset_max_norm=None,
-        offset_dropout=0.0,
-        learn_content_scale=False,
-        activation="relu",
-        kernel_initializer="glorot_uniform",
-        moe_layout="block",
         item_facets=None,
         facet_vocab_sizes=None,
-        facet_fusion="slice",
-        gate_temperature=1.0,
-        row_multiple=1,
-        facet_attention=False,
         **kwargs,
     ):
+        backbone, kwargs = BackboneConfig.split("FAME", kwargs)
+        positive_int("num_items", num_items)
         # Short aliases, as in `keras_fame.FAME(num_items, heads=4, experts=8)`.
-        self._check_backbone(
-            "FAME", kwargs, num_items, hidden_dim, num_blocks, max_len, dropout, intermediate_dim, layer_norm_epsilon
-        )
         num_heads = _alias("num_heads", num_heads, "heads", heads, default=4)
         num_experts = _alias("num_experts", num_experts, "experts", experts, default=8)
         positive_float("gate_temperature", gate_temperature)
-        if block_heads is not None:
-            positive_int("block_heads", block_heads)
-        if num_blocks < 1:
-            raise ValueError(f"num_blocks={num_blocks}: FAME needs at least the MoE block")
-        if hidden_dim % num_heads:
-            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
-        head_dim = hidden_dim // num_heads
-
+        block_heads = int(block_heads or num_heads)
+        positive_int("block_heads", block_heads)
+        divisible("hidden_dim", backbone.hidden_dim, "num_heads", num_heads)
+        head_dim = backbone.hidden_dim // num_heads
         if item_facets is not None and facet_vocab_sizes is None:
             facet_vocab_sizes = facet_vocab_sizes_of(item_facets)
 
         # === Layers ===
-        self.item_embedding = self._make_embedding(
-            num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content, offset_max_norm,
-            offset_dropout, learn_content_scale, facet_vocab_sizes, facet_fusion, row_multiple,
-        )
-        block_heads = int(block_heads or num_heads)
-        facet_dims = self._facet_dims(facet_attention, self.item_embedding)
-        if facet_dims and moe_layout != "block":
-            raise ValueError("facet_attention needs moe_layout='block'")
-        self.transformer_blocks = self._make_blocks(
-            num_blocks - 1, hidden_dim, block_heads, intermediate_dim, dropout, layer_norm_epsilon, activation,
-            kernel_initializer, facet_dims,
-        )
+        self.item_embedding = backbone.item_embedding(num_items, facet_vocab_sizes)
+        facet_dims = self._facet_dims(backbone.facet_attention, self.item_embedding)
         if moe_layout not in ("block", "flat"):
             raise ValueError(f"moe_layout={moe_layout!r} is not 'block' or 'flat'")
+        if facet_dims and moe_layout != "block":
+            raise ValueError("facet_attention needs moe_layout='block'")
+        self.transformer_blocks = backbone.blocks(backbone.num_blocks - 1, block_heads, facet_dims)
+        dropout, epsilon = backbone.dropout, backbone.layer_norm_epsilon
         if moe_layout == "block":
             self.moe_block = FacetMoEBlock(
                 num_heads=num_heads, head_dim=head_dim, num_experts=num_experts, dropout=dropout,
-                layer_norm_epsilon=layer_norm_epsilon, facet_dims=facet_dims, name="moe_block",
+                layer_norm_epsilon=epsilon, facet_dims=facet_dims, name="moe_block",
             )
             self.moe_attention = self.moe_block.attention
         else:
@@ -187,9 +130,9 @@ class FAME(SequentialRecommender):
             self.split_heads = keras.layers.Reshape((-1, num_heads, head_dim), name="split_heads")
             self.moe_dropout = keras.layers.Dropout(dropout, name="moe_dropout")
             self.moe_residual = keras.layers.Add(name="moe_residual")
-            self.moe_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="moe_norm")
+            self.moe_norm = keras.layers.LayerNormalization(epsilon=epsilon, name="moe_norm")
         self.facet_head = FacetGatedHead(
-            num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
+            num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=epsilon,
             item_projection_initializer=item_projection_initializer,
             gate_temperature=gate_temperature,
             dtype=scoring_dtype(),
@@ -198,7 +141,9 @@ class FAME(SequentialRecommender):
 
         # === Functional model ===
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
-        x, item_table, padding_mask, facet_sequences = self._embed_and_encode(item_ids, num_blocks - 1, facet_attention)
+        x, item_table, padding_mask, facet_sequences = self._embed_and_encode(
+            item_ids, backbone.num_blocks - 1, backbone.facet_attention
+        )
         if moe_layout == "block":
             features, router = self.moe_block(  # [b, t, H, d']
                 x, padding_mask=padding_mask, facet_sequences=facet_sequences, return_router_weights=True
@@ -213,28 +158,14 @@ class FAME(SequentialRecommender):
         # === Config ===
         self._set_config(
             num_items=int(num_items),
-            hidden_dim=int(hidden_dim),
             num_heads=int(num_heads),
             num_experts=int(num_experts),
-            num_blocks=int(num_blocks),
-            max_len=int(max_len),
-            dropout=float(dropout),
-            intermediate_dim=int(intermediate_dim or hidden_dim),
-            layer_norm_epsilon=float(layer_norm_epsilon),
             block_heads=block_heads,
             item_projection_initializer=keras.initializers.serialize(self.facet_head.item_projection_initializer),
-            item_content=bool(item_content),
-            offset_max_norm=None if offset_max_norm is None else float(offset_max_norm),
-            offset_dropout=float(offset_dropout),
-            learn_content_scale=bool(learn_content_scale),
-            activation=activation,
-            kernel_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
-            facet_vocab_sizes=self.item_embedding.get_config()["facet_vocab_sizes"],
-            facet_fusion=facet_fusion,
             gate_temperature=float(gate_temperature),
             moe_layout=moe_layout,
-            row_multiple=self.item_embedding.row_multiple,
-            facet_attention=bool(facet_attention),
+            **backbone.config(),
+            facet_vocab_sizes=self.item_embedding.get_config()["facet_vocab_sizes"],
         )
         if item_embeddings is not None:
             self.set_item_embeddings(item_embeddings)
@@ -275,30 +206,19 @@ class FAME(SequentialRecommender):
             A `FAME` with the copied weights.
         """
         num_heads = num_heads or sasrec.num_heads
+        backbone = BackboneConfig.of(sasrec)
+        if dropout is not None:
+            backbone = dataclasses.replace(backbone, dropout=dropout)
         # A mixed-precision SASRec gives a mixed-precision FAME (a float32 one: the current policy).
         policy = sasrec._build_policy if sasrec._build_policy != "float32" else None
         with dtype_policy(policy):
             fame = cls(
                 num_items=sasrec.num_items,
-                hidden_dim=sasrec.hidden_dim,
                 num_heads=num_heads,
                 num_experts=num_experts,
-                num_blocks=sasrec.num_blocks,
-                max_len=sasrec.max_len,
-                dropout=sasrec.dropout if dropout is None else dropout,
-                intermediate_dim=sasrec.intermediate_dim,
-                layer_norm_epsilon=sasrec.layer_norm_epsilon,
                 block_heads=sasrec.num_heads,
-                item_content=sasrec.item_embedding.item_content,
-                offset_max_norm=sasrec.item_embedding.offset_max_norm,
-                offset_dropout=sasrec.item_embedding.offset_dropout,
-                learn_content_scale=sasrec.item_embedding.learn_content_scale,
-                activation=sasrec.activation,
-                kernel_initializer=sasrec.kernel_initializer,
                 facet_vocab_sizes=sasrec.item_embedding.get_config()["facet_vocab_sizes"],
-                facet_fusion=sasrec.item_embedding.facet_fusion,
-                row_multiple=sasrec.item_embedding.row_multiple,
-                facet_attention=sasrec.facet_attention,
+                **backbone.config(),
                 **kwargs,
             )
         fame.item_embedding.set_weights(sasrec.item_embedding.get_weights())

@@ -5,10 +5,8 @@ import numpy as np
 
 from keras_fame.data.histories import histories_to_arrays
 from keras_fame.data.split import pad_left
-from keras_fame.layers import ItemEmbedding, TransformerBlock
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
 from keras_fame.models import catalogue, retrieval
-from keras_fame.validation import MODEL_KWARGS, no_unknown_kwargs, positive_float, positive_int, rate
 from keras_fame.utils import dtype_policy, predict_rows
 
 
@@ -37,20 +35,6 @@ class SequentialRecommender(keras.Model):
     """
 
     has_gates = False  # FAME's head has a gate over heads (Eq. 10); SASRec's does not
-
-    @staticmethod
-    def _check_backbone(owner, kwargs, num_items, hidden_dim, num_blocks, max_len, dropout, intermediate_dim,
-                        layer_norm_epsilon):
-        """Refuses impossible backbone sizes (`ValueError` naming the argument) and unknown keywords (`TypeError`)."""
-        no_unknown_kwargs(owner, kwargs, MODEL_KWARGS)
-        positive_int("num_items", num_items)
-        positive_int("hidden_dim", hidden_dim)
-        positive_int("num_blocks", num_blocks)
-        positive_int("max_len", max_len)
-        rate("dropout", dropout)
-        if intermediate_dim is not None:
-            positive_int("intermediate_dim", intermediate_dim)
-        positive_float("layer_norm_epsilon", layer_norm_epsilon)
 
     def _embed_and_encode(self, item_ids, num_blocks, facet_attention=False):
         """Shared embedding + the first `num_blocks` SASRec blocks (symbolic).
@@ -102,45 +86,6 @@ class SequentialRecommender(keras.Model):
         config = dict(config)
         with dtype_policy(config.pop("dtype_policy", None)):
             return cls(**config)
-
-    def _make_blocks(
-        self, count, hidden_dim, num_heads, intermediate_dim, dropout, layer_norm_epsilon, activation="relu",
-        kernel_initializer="glorot_uniform", facet_dims=None,
-    ):
-        return [
-            TransformerBlock(
-                hidden_dim=hidden_dim,
-                num_heads=num_heads,
-                intermediate_dim=intermediate_dim,
-                dropout=dropout,
-                layer_norm_epsilon=layer_norm_epsilon,
-                activation=activation,
-                kernel_initializer=keras.initializers.get(kernel_initializer),
-                facet_dims=facet_dims,
-                name=f"transformer_block_{i}",
-            )
-            for i in range(count)
-        ]
-
-    def _make_embedding(
-        self, num_items, hidden_dim, max_len, dropout, layer_norm_epsilon, item_content=False, offset_max_norm=None,
-        offset_dropout=0.0, learn_content_scale=False, facet_vocab_sizes=None, facet_fusion="slice", row_multiple=1,
-    ):
-        return ItemEmbedding(
-            num_items=num_items,
-            hidden_dim=hidden_dim,
-            max_len=max_len,
-            dropout=dropout,
-            layer_norm_epsilon=layer_norm_epsilon,
-            item_content=item_content,
-            offset_max_norm=offset_max_norm,
-            offset_dropout=offset_dropout,
-            learn_content_scale=learn_content_scale,
-            facet_vocab_sizes=facet_vocab_sizes,
-            facet_fusion=facet_fusion,
-            row_multiple=row_multiple,
-            name="item_embedding",
-        )
 
     def _set_item_facets(self, item_facets):
         if item_facets is not None:
