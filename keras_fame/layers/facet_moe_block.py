@@ -73,11 +73,8 @@ class FacetMoEBlock(keras.layers.Layer):
 
     def compute_output_spec(self, inputs, padding_mask=None, facet_sequences=None, return_router_weights=False,
                             training=None):
-        lead = tuple(inputs.shape[:-1])
-        outputs = keras.KerasTensor(lead + (self.num_heads, self.head_dim), dtype=self.compute_dtype)
-        if not return_router_weights:
-            return outputs
-        return outputs, keras.KerasTensor(lead + (self.num_heads, self.num_experts), dtype=self.compute_dtype)
+        # The residual and the LayerNorm keep the attention's per-head shape: its spec is the block's.
+        return self.attention.compute_output_spec(inputs, padding_mask, facet_sequences, return_router_weights)
 
     def get_config(self):
         return {
