@@ -136,6 +136,20 @@ def planted_section():
     return "\n".join(lines)
 
 
+def scaling_section():
+    path = os.path.join(ROOT, "results", "sampled_step_scaling.json")
+    if not os.path.isfile(path):
+        return ""
+    with open(path) as f:
+        report = json.load(f)
+    lines = [f"`{report['command']}` (commit {(report.get('git') or {}).get('commit', '?')[:10]}, "
+             f"{report['machine']['cpu']}, {report['machine']['cpu_count']} cores):", "",
+             "| items | median step (ms) |", "|---|---|"]
+    lines += [f"| {row['num_items']:,} | {row['median_step_seconds'] * 1e3:.0f} |" for row in report["rows"]]
+    lines.append(f"\nRatio of the largest to the smallest catalogue's step: {report['ratio_largest_to_smallest']:.2f}.")
+    return "\n".join(lines)
+
+
 def build():
     """`(RESULTS.md text, the README's table block, the chosen configuration's flags, the recipe's flags)`."""
     runner = _load("benchmarks/multi_seed.py")
@@ -188,6 +202,10 @@ def build():
     rows = speed.load_rows()
     if rows:
         out += ["## Speed (Toys, one CPU core per row)", "", speed.format_table(rows), ""]
+    scaling = scaling_section()
+    if scaling:
+        out += ["## FAME's sampled-softmax step against the catalogue (`benchmarks/sampled_step_scaling.py`)", "",
+                scaling, ""]
     serving = serving_section()
     if serving:
         out += ["## Serving (`benchmarks/serving_load.py`)", serving, ""]
