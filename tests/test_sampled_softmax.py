@@ -96,11 +96,23 @@ def test_samplers_draw_reproducibly_and_as_specified():
     expected = counts[1:] / counts[1:].sum()
     np.testing.assert_allclose(drawn / drawn.sum(), expected, atol=0.004)  # by training frequency
     np.testing.assert_allclose(np.exp(popular.log_q[1:]), expected, rtol=1e-6)
+    # Mixed: the batch's cells, then the uniform draws; each candidate's log q is the mixture's.
+    mixed = SampledBatches(batches, data.num_items, num_negatives=40, sampler="mixed", seed=3)
+    x, y = mixed[1]
+    cells = y.size
+    np.testing.assert_array_equal(x["candidates"][:cells], y.reshape(-1))
+    extra = x["candidates"][cells:]
+    assert extra.shape == (40,) and extra.min() >= 1 and extra.max() <= data.num_items
+    in_batch_count, p = np.count_nonzero(y), counts / counts[1:].sum()
+    q = (in_batch_count * p + 40 / data.num_items) / (in_batch_count + 40)
+    real = x["candidates"] > 0
+    np.testing.assert_allclose(np.exp(x["candidate_log_q"][real]), q[x["candidates"][real]], rtol=1e-5)
+    np.testing.assert_allclose(np.exp(x["target_log_q"][y > 0]), q[y[y > 0]], rtol=1e-5)
     with pytest.raises(ValueError, match="sampler"):
         SampledBatches(batches, data.num_items, sampler="hard")
 
 
-@pytest.mark.parametrize("sampler", ["uniform", "in_batch"])
+@pytest.mark.parametrize("sampler", ["uniform", "in_batch", "mixed"])
 def test_fit_with_a_sampled_softmax_learns(sampler):
     from keras_fame.evaluation import evaluate_model
     from keras_fame.training import fit_with_early_stopping
@@ -111,7 +123,7 @@ def test_fit_with_a_sampled_softmax_learns(sampler):
     model = keras_fame.SASRec(data.num_items, hidden_dim=16, num_heads=2, max_len=12)
     before = evaluate_model(model, split.validation)["ndcg@10"]
     report = fit_with_early_stopping(
-        model, split, epochs=4, batch_size=64, patience=4, verbose=0, negatives=64 if sampler == "uniform" else None,
+        model, split, epochs=4, batch_size=64, patience=4, verbose=0, negatives=None if sampler == "in_batch" else 64,
         sampler=sampler,
     )
     assert report["best_validation"]["ndcg@10"] > before + 0.01, (before, report["best_validation"])

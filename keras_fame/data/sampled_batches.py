@@ -15,6 +15,10 @@ custom `train_step`):
 - `"popularity"`: `C` items drawn by training frequency (the distribution in-batch
   negatives follow), with replacement;
 - `"in_batch"`: the batch's own targets are the candidates (`C` = the batch's cells).
+- `"mixed"`: the batch's own targets plus `C` uniform draws (mixed negative sampling, Yang et al.,
+  WWW'20): popular items from the batch, the long tail from the uniform part; every candidate's
+  `log q` is that of the mixture, `q(i) = (B p(i) + C / |V|) / (B + C)` with `B` the batch's targets
+  and `p` the training frequency.
 
 The log-Q correction and the masking of accidental hits are
 `keras_fame.losses.sampled_logits`'.
@@ -23,7 +27,7 @@ The log-Q correction and the masking of accidental hits are
 import keras
 import numpy as np
 
-SAMPLERS = ("uniform", "popularity", "in_batch")
+SAMPLERS = ("uniform", "popularity", "in_batch", "mixed")
 
 
 class SampledBatches(keras.utils.PyDataset):
@@ -35,10 +39,12 @@ class SampledBatches(keras.utils.PyDataset):
     Args:
         batches: a `keras_fame.data.TrainingBatches`.
         num_items: catalog size.
-        num_negatives: `C` for the `"uniform"` and `"popularity"` samplers.
+        num_negatives: `C` for the `"uniform"` and `"popularity"` samplers,
+            the uniform part of `"mixed"`.
         sampler: one of `SAMPLERS`.
         item_counts: int `[num_items + 1]` training frequencies (default:
-            counted from `batches.targets`), for `"popularity"`/`"in_batch"`.
+            counted from `batches.targets`), for `"popularity"`, `"in_batch"`
+            and `"mixed"`.
         seed: of the draws.
 
     Yields:
@@ -65,6 +71,7 @@ class SampledBatches(keras.utils.PyDataset):
             # Items never seen in training get a tiny probability, not log(0).
             q = np.maximum(counts, 1e-3) / max(float(counts.sum()), 1.0)
         q[0] = 1.0
+        self._q = q
         self.log_q = np.log(q).astype(np.float32)
         self._cdf = np.cumsum(q[1:] / q[1:].sum())
 
@@ -75,6 +82,17 @@ class SampledBatches(keras.utils.PyDataset):
         inputs, targets = self.batches[index]
         if self.sampler == "in_batch":
             candidates = targets.reshape(-1).astype(np.int32)
+        elif self.sampler == "mixed":
+            rng = np.random.default_rng([int(self.seed or 0), int(self.batches.epoch), int(index)])
+            uniform = rng.integers(1, self.num_items + 1, size=self.num_negatives).astype(np.int32)
+            candidates = np.concatenate([targets.reshape(-1).astype(np.int32), uniform])  # padding cells: masked
+            in_batch = int(np.count_nonzero(targets))
+            q = (in_batch * self._q + self.num_negatives / self.num_items) / (in_batch + self.num_negatives)
+            q[0] = 1.0
+            log_q = np.log(q).astype(np.float32)
+            x = {"item_ids": inputs, "targets": targets, "candidates": candidates,
+                 "candidate_log_q": log_q[candidates], "target_log_q": log_q[targets]}
+            return x, targets
         else:
             rng = np.random.default_rng([int(self.seed or 0), int(self.batches.epoch), int(index)])
             if self.sampler == "uniform":

@@ -129,8 +129,9 @@ def main(dataset, argv=None, reexec=None):
         "--sampled-softmax", type=int, metavar="NEGATIVES", default=D.negatives,
         help="train with a sampled softmax over NEGATIVES items per batch (log-Q corrected; large catalogs)",
     )
-    recipe.add_argument("--sampler", choices=("uniform", "popularity", "in_batch"), default=D.sampler,
-                        help="negatives for --sampled-softmax (in_batch: the batch's own targets)")
+    recipe.add_argument("--sampler", choices=("uniform", "popularity", "in_batch", "mixed"), default=D.sampler,
+                        help="negatives for --sampled-softmax (in_batch: the batch's own targets; mixed: those and "
+                             "NEGATIVES uniform items, keras_fame.data.SampledBatches)")
     text = parser.add_argument_group("text start (FAME+, keras_fame.pretraining)")
     text.add_argument(
         "--text-pretrain", action="store_true",
@@ -210,7 +211,7 @@ def main(dataset, argv=None, reexec=None):
     for dest, value in RECIPES[args.recipe].items():
         if getattr(args, dest) == parser.get_default(dest):  # a flag set to a non-default value wins
             setattr(args, dest, value(args) if callable(value) else value)
-    if args.sampler in ("uniform", "popularity") and args.sampler != D.sampler and args.sampled_softmax is None:
+    if args.sampler in ("uniform", "popularity", "mixed") and args.sampler != D.sampler and args.sampled_softmax is None:
         parser.error(f"--sampler {args.sampler} needs --sampled-softmax NEGATIVES")
     if args.w_f_gain is not None and args.w_f_init != "identity":
         parser.error("--w-f-gain sets the gain of the identity start; it has no effect with --w-f-init random")

@@ -59,7 +59,7 @@ def fit_with_early_stopping(
     ends. With `tensorboard_dir`, Keras' `TensorBoard` logs the loss and
     validation metrics and, for FAME, `GateHistograms` the gate and router
     weights of 512 validation users, under `tensorboard_dir/<stage>`.
-    With `negatives` (a count) or `sampler="in_batch"`, training uses a
+    With `negatives` (a count; needed by `"popularity"` and `"mixed"`) or `sampler="in_batch"`, training uses a
     sampled softmax (`SampledSoftmaxTrainer` on `keras_fame.data.SampledBatches`: `negatives` items drawn by
     `sampler` per batch, log-Q corrected) instead of the full softmax; the
     validation still ranks every item. Extra `callbacks` run after the
@@ -79,6 +79,8 @@ def fit_with_early_stopping(
         inputs, targets = every_prefix_rows(inputs, targets)
     batches = TrainingBatches(inputs, targets, batch_size=batch_size, seed=seed)
     data, trained = batches, model
+    if sampler in ("popularity", "mixed") and negatives is None:
+        raise ValueError(f"sampler={sampler!r} draws negatives: give their count (negatives=)")
     if negatives is not None or sampler == "in_batch":
         from keras_fame.data.sampled_batches import SampledBatches
 
