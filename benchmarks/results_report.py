@@ -122,12 +122,19 @@ def serving_section():
     return "\n".join(lines)
 
 
-def planted_section():
-    path = os.path.join(ROOT, "results", "planted_facet_inputs.json")
+def _result(name):
+    """The JSON file `results/<name>`, or None when it is not there."""
+    path = os.path.join(ROOT, "results", name)
     if not os.path.isfile(path):
-        return ""
+        return None
     with open(path) as f:
-        report = json.load(f)
+        return json.load(f)
+
+
+def planted_section():
+    report = _result("planted_facet_inputs.json")
+    if report is None:
+        return ""
     names = [k for k in report["rows"][0] if k != "seed" and not k.endswith("gate by facet")]
     lines = ["| seed | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for row in report["rows"]:
@@ -137,11 +144,9 @@ def planted_section():
 
 
 def scaling_section():
-    path = os.path.join(ROOT, "results", "sampled_step_scaling.json")
-    if not os.path.isfile(path):
+    report = _result("sampled_step_scaling.json")
+    if report is None:
         return ""
-    with open(path) as f:
-        report = json.load(f)
     lines = [f"`{report['command']}` (commit {(report.get('git') or {}).get('commit', '?')[:10]}, "
              f"{report['machine']['cpu']}, {report['machine']['cpu_count']} cores):", "",
              "| items | median step (ms) |", "|---|---|"]
