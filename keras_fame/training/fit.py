@@ -13,6 +13,7 @@ import time
 import keras
 
 from keras_fame.data import TrainingBatches, every_prefix_rows
+from keras_fame.distribution import batch_shards
 from keras_fame.evaluation import FullRankingEvaluation, GateHistograms
 from keras_fame.evaluation.head_diagnostics import HeadDiagnostics
 from keras_fame.losses import MaskedSoftmaxCrossEntropy, SampledSoftmaxCrossEntropy
@@ -86,6 +87,7 @@ def fit_with_early_stopping(
 
         if loss is not None:
             raise ValueError("loss= and a sampled softmax (negatives=, sampler=) exclude each other")
+        _check_sampled_softmax_distribution(negatives)
         data = SampledBatches(batches, model.num_items, num_negatives=negatives or 1, sampler=sampler, seed=seed)
         trained = SampledSoftmaxTrainer(model, facet_loss_weight=facet_loss_weight)
         trained.compile(optimizer=optimizer, loss=SampledSoftmaxCrossEntropy())
@@ -140,3 +142,21 @@ def fit_with_early_stopping(
         **({"head_diagnostics": [{"epoch": e + 1, **r} for e, r in diagnostics.history]} if diagnostics else {}),
         **({"resumed_from_epoch": checkpoint.resumed_epoch} if checkpoint and checkpoint.resumed_epoch else {}),
     }
+
+
+def _check_sampled_softmax_distribution(negatives):
+    """A sampled softmax's shared candidates `[C]` are one list for the whole batch: refuse layouts that cut it.
+
+    A `tf.distribute` strategy splits every input along its first axis, so each replica would see only a part
+    of the candidates; data-parallel JAX shards them too but keeps one logical array, which needs `C` to divide
+    evenly over the batch shards.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            raise ValueError("a sampled softmax under a tf.distribute strategy would split the batch's shared "
+                             "candidates over the replicas: train it on one device, or data-parallel on JAX")
+    shards = batch_shards()
+    if negatives and negatives % shards:
+        raise ValueError(f"negatives={negatives} must be a multiple of the {shards} batch shards of the distribution")
