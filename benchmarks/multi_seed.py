@@ -101,6 +101,7 @@ PLANS["facets"] = {
     "facets_aux0.5": [*FACETS, "--facet-loss-weight", "0.5"],
     "facets_fusion_fameaux0.5": [*FACETS, "--fame-facet-loss-weight", "0.5"],
     "facets_fusion_fameaux0.5_t0.5": [*FACETS, "--fame-facet-loss-weight", "0.5", "--gate-temperature", "0.5"],
+    "facets_fusion_t0.5": [*FACETS, "--gate-temperature", "0.5"],  # a sharper gate, no facet loss
     "facets_aux2": [*FACETS, "--facet-loss-weight", "2"],
     "facets_sum_aux0.5": [*FACETS, "--facet-fusion", "sum", "--facet-loss-weight", "0.5"],
     # All four facets (brand, category levels 1 and 2, leaf), 16 columns each: head 0 holds brand and level 1.
