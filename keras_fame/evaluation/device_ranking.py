@@ -14,7 +14,6 @@ import keras
 from keras import ops
 
 from keras_fame.layers.item_scores import score_items
-from keras_fame.layers.last_position import LastPosition
 from keras_fame.layers.ranking import seen_in_range
 
 
@@ -99,12 +98,13 @@ def target_rank_model(model, chunk_size=None):
         chunk_size: optional int, item columns scored at once. Defaults to
             None (all at once).
     """
-    features, item_table, head = model._head_wiring
-    encoder = keras.Model(model.inputs, [LastPosition(name="last_position")(features), item_table])
+    from keras_fame.models.retrieval import newest_position_encoder
+
+    head = model._head_wiring[2]
     item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
     targets = keras.Input(shape=(), dtype="int32", name="targets")
     history = keras.Input(shape=(None,), dtype="int32", name="history")
-    last, table = encoder(item_ids)
+    last, table = newest_position_encoder(model)(item_ids)
     ranks = TargetRanks(head, chunk_size, name="target_ranks", dtype=head.dtype_policy)(last, table, targets, history)
     return keras.Model({"item_ids": item_ids, "targets": targets, "history": history}, ranks,
                        name=f"{model.name}_target_ranks")

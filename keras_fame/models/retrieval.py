@@ -144,6 +144,13 @@ class TopKRetrieval(keras.layers.Layer):
         return outputs
 
 
+def newest_position_encoder(model):
+    """A functional model from `item_ids` to `(the head's input at the newest position, the item table)`."""
+    features, item_table, _ = model._head_wiring
+    return keras.Model(model.inputs, [LastPosition(name="last_position")(features), item_table],
+                       name=f"{model.name}_newest_position")
+
+
 def scorer(model, explain=False):
     """A functional model scoring only the newest position of each row of `model`'s input (shares its weights)."""
     features, item_table, head = model._head_wiring
@@ -176,8 +183,7 @@ def ranker(model, k=10, exclude_seen=True, explain=False, chunk_size=None):
         raise ValueError(f"k={k} must not exceed chunk_size={chunk_size}")
     item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
     window = NewestItems(model.num_items, model.max_len, name="newest_items")(item_ids)
-    features, item_table, head = model._head_wiring
-    encoder = keras.Model(model.inputs, [LastPosition(name="last_position")(features), item_table])
-    last, table = encoder(window)
+    last, table = newest_position_encoder(model)(window)
+    head = model._head_wiring[2]
     retrieval = TopKRetrieval(head, k, chunk_size, exclude_seen, explain, name="top_k", dtype=head.dtype_policy)
     return keras.Model(item_ids, retrieval(last, table, item_ids), name=f"{model.name}_ranker")
