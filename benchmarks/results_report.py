@@ -149,9 +149,11 @@ def scaling_section():
         return ""
     lines = [f"`{report['command']}` (commit {(report.get('git') or {}).get('commit', '?')[:10]}, "
              f"{report['machine']['cpu']}, {report['machine']['cpu_count']} cores):", "",
-             "| items | median step (ms) |", "|---|---|"]
-    lines += [f"| {row['num_items']:,} | {row['median_step_seconds'] * 1e3:.0f} |" for row in report["rows"]]
-    lines.append(f"\nRatio of the largest to the smallest catalogue's step: {report['ratio_largest_to_smallest']:.2f}.")
+             "| optimizer | items | median step (ms) |", "|---|---|---|"]
+    lines += [f"| {row['optimizer']} | {row['num_items']:,} | {row['median_step_seconds'] * 1e3:.0f} |"
+              for row in report["rows"]]
+    ratios = ", ".join(f"{name} {ratio:.2f}" for name, ratio in report["ratio_largest_to_smallest"].items())
+    lines.append(f"\nRatio of the largest to the smallest catalogue's step: {ratios}.")
     return "\n".join(lines)
 
 

@@ -3,12 +3,14 @@
     python benchmarks/sampled_step_scaling.py --items 10000 100000 1000000 --out results/sampled_step_scaling.json
 
 For each catalogue size: a fresh FAME (d = 64, H = 2, N = 4, 2 blocks, max_len 50) wrapped in
-`SampledSoftmaxTrainer` with Adam, one batch of `--batch` random histories of length 50 and `--candidates`
+`SampledSoftmaxTrainer` with each `--optimizers` (`adam`: Keras' Adam; `lazy_adam`:
+`keras_fame.optimizers.LazyAdam`, which updates only the table rows a step's gradient names), one batch of `--batch` random histories of length 50 and `--candidates`
 uniform negatives; `--warmup` steps (tracing), then the median wall time of `--steps` `train_on_batch`
 calls. FAME's projection `W_f` sits on the query side (`keras_fame.models.retrieval`), so a step reads
-only the rows it scores; what still grows with the catalogue is the optimizer's update of the item table.
-Prints the table and the ratio of the largest to the smallest catalogue's step; times are ratios within
-one run (another process on the machine changes absolute seconds).
+only the rows it scores; with Adam what still grows with the catalogue is the optimizer's dense update of
+the `[V, d]` item table (its moments decay on every row), which `LazyAdam` removes. Prints the table and,
+per optimizer, the ratio of the largest to the smallest catalogue's step; times are ratios within one run
+(another process on the machine changes absolute seconds).
 """
 
 import argparse
@@ -28,6 +30,7 @@ import keras_fame  # noqa: E402
 from keras_fame.data.sampled_batches import SampledBatches  # noqa: E402
 from keras_fame.experiments import provenance, write_json_atomic  # noqa: E402
 from keras_fame.losses import SampledSoftmaxCrossEntropy  # noqa: E402
+from keras_fame.optimizers import OPTIMIZERS, make_optimizer  # noqa: E402
 from keras_fame.training import SampledSoftmaxTrainer  # noqa: E402
 
 
@@ -44,7 +47,7 @@ class _OneBatch:
         return self.inputs, self.targets
 
 
-def step_seconds(num_items, batch, candidates, steps, warmup, seed=0):
+def step_seconds(num_items, batch, candidates, steps, warmup, optimizer="adam", seed=0):
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, num_items + 1, size=(batch, 51)).astype("int32")
@@ -54,7 +57,7 @@ def step_seconds(num_items, batch, candidates, steps, warmup, seed=0):
     x, y = data[0]
     model = keras_fame.FAME(num_items, hidden_dim=64, num_heads=2, num_experts=4, max_len=50)
     trainer = SampledSoftmaxTrainer(model)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=SampledSoftmaxCrossEntropy())
+    trainer.compile(optimizer=make_optimizer(optimizer, 1e-3), loss=SampledSoftmaxCrossEntropy())
     for _ in range(warmup):
         trainer.train_on_batch(x, y)
     times = []
@@ -72,21 +75,25 @@ def main(argv=None):
     parser.add_argument("--candidates", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=["adam", "lazy_adam"])
     parser.add_argument("--out", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if min(args.items) < 2 or min(args.batch, args.candidates, args.steps) < 1 or args.warmup < 0:
         parser.error("--items >= 2, --batch/--candidates/--steps >= 1 and --warmup >= 0")
-    rows = []
-    for num_items in args.items:
-        seconds = step_seconds(num_items, args.batch, args.candidates, args.steps, args.warmup)
-        rows.append({"num_items": num_items, "median_step_seconds": seconds})
-        print(f"{num_items:>9} items: {seconds * 1e3:8.1f} ms per step", flush=True)
-    ratio = rows[-1]["median_step_seconds"] / rows[0]["median_step_seconds"]
-    print(f"step({rows[-1]['num_items']}) / step({rows[0]['num_items']}) = {ratio:.2f}")
+    rows, ratios = [], {}
+    for optimizer in args.optimizers:
+        for num_items in args.items:
+            seconds = step_seconds(num_items, args.batch, args.candidates, args.steps, args.warmup, optimizer)
+            rows.append({"optimizer": optimizer, "num_items": num_items, "median_step_seconds": seconds})
+            print(f"{optimizer:>9} {num_items:>9} items: {seconds * 1e3:8.1f} ms per step", flush=True)
+        mine = [row for row in rows if row["optimizer"] == optimizer]
+        ratios[optimizer] = mine[-1]["median_step_seconds"] / mine[0]["median_step_seconds"]
+        print(f"{optimizer}: step({mine[-1]['num_items']}) / step({mine[0]['num_items']}) = {ratios[optimizer]:.2f}")
     if args.out:
         write_json_atomic(args.out, {**provenance(sys.argv if argv is None else ["sampled_step_scaling.py", *argv]),
                                      "settings": {k: v for k, v in vars(args).items() if k != "out"},
-                                     "backend": keras.backend.backend(), "rows": rows, "ratio_largest_to_smallest": ratio})
+                                     "backend": keras.backend.backend(), "rows": rows,
+                                     "ratio_largest_to_smallest": ratios})
     return 0
 
 

@@ -17,7 +17,7 @@ with tensorflow_startup_lines_dropped():
 
         _tf.config.list_physical_devices()  # CUDA probing happens here, so its "no GPU" line is dropped too
 
-from keras_fame import layers, pretraining  # noqa: E402
+from keras_fame import layers, optimizers, pretraining  # noqa: E402
 from keras_fame.data import leave_one_out, read_sequences  # noqa: E402
 from keras_fame.evaluation import FullRankingEvaluation, evaluate_model  # noqa: E402
 from keras_fame.export import export_saved_model  # noqa: E402

@@ -31,6 +31,7 @@ from keras_fame.layers import FacetGatedHead, ItemEmbedding, MoEQueryAttention, 
         (["--patience", "-2"], "--patience=-2: must be an integer >= 0"),
         (["--eval-every", "0"], "--eval-every=0: must be a positive integer"),
         (["--sampled-softmax", "0"], "--sampled-softmax=0: must be a positive integer"),
+        (["--optimizer", "sgd"], "--optimizer: invalid choice: 'sgd'"),
         (["--gate-temperature", "0"], "--gate-temperature=0.0: must be a positive number"),
         (["--item-facets", "auto", "--facet-loss-weight", "-1"], "--facet-loss-weight=-1.0: must be a number >= 0"),
         (["--facet-loss-weight", "0.5"], "need --item-facets"),
@@ -98,6 +99,7 @@ def test_a_bad_sequence_file_exits_2_with_file_and_line(tmp_path, capsys):
         (lambda: FacetContrastivePretrainer(2, 4, temperature=0), ValueError, "temperature=0"),
         (lambda: PipelineConfig(batch_size=0), ValueError, "batch_size=0"),
         (lambda: PipelineConfig(monitor="loss"), ValueError, "monitor='loss'"),
+        (lambda: PipelineConfig(optimizer="sgd"), ValueError, "optimizer='sgd': must be one of adam, lazy_adam"),
     ],
 )
 def test_constructors_refuse_impossible_arguments_naming_them(build, error, message):

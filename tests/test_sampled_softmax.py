@@ -112,8 +112,9 @@ def test_samplers_draw_reproducibly_and_as_specified():
         SampledBatches(batches, data.num_items, sampler="hard")
 
 
-@pytest.mark.parametrize("sampler", ["uniform", "in_batch", "mixed"])
-def test_fit_with_a_sampled_softmax_learns(sampler):
+@pytest.mark.parametrize("sampler, optimizer", [("uniform", "adam"), ("in_batch", "adam"), ("mixed", "adam"),
+                                                ("uniform", "lazy_adam")])
+def test_fit_with_a_sampled_softmax_learns(sampler, optimizer):
     from keras_fame.evaluation import evaluate_model
     from keras_fame.training import fit_with_early_stopping
 
@@ -124,7 +125,7 @@ def test_fit_with_a_sampled_softmax_learns(sampler):
     before = evaluate_model(model, split.validation)["ndcg@10"]
     report = fit_with_early_stopping(
         model, split, epochs=4, batch_size=64, patience=4, verbose=0, negatives=None if sampler == "in_batch" else 64,
-        sampler=sampler,
+        sampler=sampler, optimizer=optimizer,
     )
     assert report["best_validation"]["ndcg@10"] > before + 0.01, (before, report["best_validation"])
 
@@ -137,7 +138,9 @@ def test_the_pipeline_trains_sasrec_and_fame_with_a_sampled_softmax(tmp_path):
     seq = tmp_path / "seq.txt"
     write_sequences(str(seq), data)
     results = run_pipeline(str(seq), "toys", str(tmp_path / "out"), hidden_dim=8, num_heads=2, num_experts=2,
-                           max_len=10, epochs=1, fame_epochs=1, verbose=0, negatives=16, sampler="popularity")
+                           max_len=10, epochs=1, fame_epochs=1, verbose=0, negatives=16, sampler="popularity",
+                           optimizer="lazy_adam")
     assert results["config"]["negatives"] == 16 and results["config"]["sampler"] == "popularity"
+    assert results["config"]["optimizer"] == "lazy_adam"
     assert results["fame"]["test"]["exclude_history"]["users"] == data.num_users
     assert (tmp_path / "out" / "fame.keras").is_file()

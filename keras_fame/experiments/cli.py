@@ -36,7 +36,7 @@ CONFIG_FLAGS = {
     "max_len": "--max-len", "dropout": "--dropout", "sasrec_heads": "--sasrec-heads", "epochs": "--epochs",
     "fame_epochs": "--fame-epochs", "learning_rate": "--lr", "batch_size": "--batch-size", "patience": "--patience",
     "every_n_epochs": "--eval-every", "seed": "--seed", "fame_warmup_epochs": "--fame-warmup-epochs",
-    "fame_dropout": "--fame-dropout", "negatives": "--sampled-softmax", "sampler": "--sampler",
+    "fame_dropout": "--fame-dropout", "negatives": "--sampled-softmax", "sampler": "--sampler", "optimizer": "--optimizer",
     "facet_fusion": "--facet-fusion", "facet_loss_weight": "--facet-loss-weight",
     "fame_facet_loss_weight": "--fame-facet-loss-weight", "gate_temperature": "--gate-temperature",
     "distribute": "--distribute", "model_devices": "--model-devices",
@@ -59,6 +59,7 @@ def main(dataset, argv=None, reexec=None):
     from keras_fame.layers import HeadSliceIdentity
     from keras_fame.experiments import PipelineConfig, TextStart
     from keras_fame.experiments import pipeline
+    from keras_fame.optimizers import OPTIMIZERS
 
     D = PipelineConfig()  # every pipeline default below comes from here
     T = TextStart(mode="pca", item_text_file="")  # and the text start's from TextStart
@@ -132,6 +133,9 @@ def main(dataset, argv=None, reexec=None):
     recipe.add_argument("--sampler", choices=("uniform", "popularity", "in_batch", "mixed"), default=D.sampler,
                         help="negatives for --sampled-softmax (in_batch: the batch's own targets; mixed: those and "
                              "NEGATIVES uniform items, keras_fame.data.SampledBatches)")
+    recipe.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer,
+                        help="lazy_adam: Adam that updates only the item rows a step read (TensorFlow; large "
+                             "catalogues with --sampled-softmax, keras_fame.optimizers.LazyAdam)")
     text = parser.add_argument_group("text start (FAME+, keras_fame.pretraining)")
     text.add_argument(
         "--text-pretrain", action="store_true",
@@ -254,6 +258,7 @@ def main(dataset, argv=None, reexec=None):
             deterministic=args.deterministic,
             negatives=args.sampled_softmax,
             sampler=args.sampler,
+            optimizer=args.optimizer,
             mixed_precision=args.mixed_precision,
             item_attributes_file=args.item_attributes,
             facet_fusion=args.facet_fusion,

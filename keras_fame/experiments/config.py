@@ -6,6 +6,7 @@ from keras_fame.data.sampled_batches import SAMPLERS
 from keras_fame.distribution import MODES as DISTRIBUTE_MODES
 from keras_fame.experiments.text_start import TextStart
 from keras_fame.layers.item_embedding import FACET_FUSIONS
+from keras_fame.optimizers import OPTIMIZERS
 from keras_fame.validation import divisible, non_negative_float, non_negative_int, positive_float, positive_int, rate
 
 
@@ -37,6 +38,9 @@ class PipelineConfig:
         deterministic: same seed, machine and backend -> the same metrics.
         negatives, sampler: a sampled softmax instead of the full one
             (`keras_fame.data.SampledBatches`; None: full softmax, the paper's).
+        optimizer: `"adam"` (the paper's) or `"lazy_adam"`
+            (`keras_fame.optimizers.LazyAdam`: with a sampled softmax on
+            TensorFlow, a step updates only the item rows it read).
         mixed_precision: build SASRec and FAME with bf16 compute and
             float32 variables, float32 scores and loss
             (`keras_fame.utils.dtype_policy`; the text stage stays float32).
@@ -82,6 +86,7 @@ class PipelineConfig:
     deterministic: bool = False
     negatives: int = None
     sampler: str = "uniform"
+    optimizer: str = "adam"
     mixed_precision: bool = False
     item_facets: tuple = ()
     item_attributes_file: str = None
@@ -116,6 +121,8 @@ class PipelineConfig:
             positive_int("negatives", self.negatives)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler={self.sampler!r}: must be one of {', '.join(SAMPLERS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
         if self.facet_fusion not in FACET_FUSIONS:
             raise ValueError(f"facet_fusion={self.facet_fusion!r}: must be one of {', '.join(FACET_FUSIONS)}")
         positive_int("model_devices", self.model_devices)

@@ -161,7 +161,7 @@ class _Run:
         return fit_with_early_stopping(
             model, self.split, epochs, c.batch_size, c.patience, c.every_n_epochs, c.learning_rate, c.seed,
             self.verbose, monitor=c.monitor, every_prefix=c.every_prefix, negatives=c.negatives, sampler=c.sampler,
-            stage=stage, checkpoint_dir=self.checkpoint_dir(stage.lower()), tensorboard_dir=self.tensorboard_dir,
+            optimizer=c.optimizer, stage=stage, checkpoint_dir=self.checkpoint_dir(stage.lower()), tensorboard_dir=self.tensorboard_dir,
             **kwargs,
         )
 
@@ -188,6 +188,7 @@ def _recorded_config(config):
         "monitor": c.monitor,
         "deterministic": c.deterministic,
         **({"negatives": c.negatives, "sampler": c.sampler} if c.negatives is not None or c.sampler != "uniform" else {}),
+        **({"optimizer": c.optimizer} if c.optimizer != "adam" else {}),
         **({"mixed_precision": True} if c.mixed_precision else {}),
         **({"distribute": c.distribute, "model_devices": c.model_devices} if c.distribute else {}),
         **({"item_facets": list(c.item_facets), "facet_fusion": c.facet_fusion,

@@ -289,7 +289,11 @@ class ItemEmbedding(keras.layers.Layer):
         its offset dropped (a fresh draw at every call).
         """
         rows = self.num_items + 1  # the variables may hold spare rows (`row_multiple`), never read
-        table = ops.convert_to_tensor(self.item_embeddings)[:rows]
+        table = ops.convert_to_tensor(self.item_embeddings)
+        if self.item_embeddings.shape[0] != rows:
+            # Sliced only when there are spare rows: a slice's gradient is dense, while a lookup's gradient
+            # through the bare variable stays row-sparse on TensorFlow (what `LazyAdam` updates row-wise).
+            table = table[:rows]
         if self.offset_max_norm is not None:
             norms = ops.sqrt(ops.sum(ops.square(table), axis=-1, keepdims=True))
             table = table * ops.minimum(1.0, self.offset_max_norm / ops.maximum(norms, 1e-12))

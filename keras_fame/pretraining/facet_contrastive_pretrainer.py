@@ -18,9 +18,10 @@ every choice is written down here:
   of items that all have a label for facet `k`, sampled `samples_per_label`
   per label so every anchor has positives; positives are the other items
   with the same facet-`k` label, the denominator all other batch items.
-  Only head `k` receives gradient, and the default optimizer (`LazyAdam`)
-  leaves a variable and its moments untouched when its gradient is exactly
-  zero, so a step for facet `k` changes head `k`'s weights only.
+  Only head `k` receives gradient, and the default optimizer
+  (`keras_fame.optimizers.LazyAdam`) leaves a variable and its moments
+  untouched when its gradient is exactly zero, so a step for facet `k`
+  changes head `k`'s weights only.
 - **Output**: `item_table(features)` concatenates the heads' unit vectors
   into `[n, H d']`, each scaled by `output_std * sqrt(d')` so every entry has
   RMS `output_std` (0.02, the std of the sequence models' embedding
@@ -37,6 +38,7 @@ from keras import ops
 
 from keras_fame.data.item_text import facets_for_heads
 from keras_fame.layers.item_scores import PADDING_SCORE
+from keras_fame.optimizers import LazyAdam
 from keras_fame.validation import MODEL_KWARGS, no_unknown_kwargs, non_negative_int, positive_float, positive_int, rate
 
 
@@ -77,38 +79,6 @@ def supervised_contrastive_loss(embeddings, labels, temperature=0.1):
     per_anchor = -ops.sum(ops.where(positives, log_prob, 0.0), axis=1) / ops.maximum(count, 1.0)
     anchors = ops.cast(count > 0, logits.dtype)
     return ops.sum(per_anchor * anchors) / ops.maximum(ops.sum(anchors), 1.0)
-
-
-@keras.saving.register_keras_serializable(package="keras_fame")
-class LazyAdam(keras.optimizers.Adam):
-    """Adam that skips a variable (weights and moments) when its gradient is exactly zero.
-
-    Keras' Adam still moves a variable whose gradient is zero (its momentum
-    decays but is not zero). With the pre-trainer's alternation only one
-    head gets gradient per step; this keeps the others exactly where they
-    are, so each head's moments see only its own steps. The bias correction
-    uses the global step count. Same arguments as `keras.optimizers.Adam`.
-    """
-
-    def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad:
-            raise ValueError("LazyAdam does not support amsgrad")
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        beta_1 = ops.cast(self.beta_1, variable.dtype)
-        beta_2 = ops.cast(self.beta_2, variable.dtype)
-        active = ops.any(ops.not_equal(gradient, 0))
-        m_var = self._momentums[self._get_variable_index(variable)]
-        v_var = self._velocities[self._get_variable_index(variable)]
-        m, v = ops.convert_to_tensor(m_var), ops.convert_to_tensor(v_var)
-        new_m = m + (gradient - m) * (1 - beta_1)
-        new_v = v + (ops.square(gradient) - v) * (1 - beta_2)
-        alpha = lr * ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
-        delta = alpha * new_m / (ops.sqrt(new_v) + self.epsilon)
-        self.assign(m_var, ops.where(active, new_m, m))
-        self.assign(v_var, ops.where(active, new_v, v))
-        self.assign_sub(variable, ops.where(active, delta, ops.zeros_like(delta)))
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")

@@ -13,9 +13,9 @@ import numpy as np
 from keras_fame.pretraining.facet_contrastive_pretrainer import (
     FacetBatches,
     FacetContrastivePretrainer,
-    LazyAdam,
     nearest_neighbour_agreement,
 )
+from keras_fame.optimizers import LazyAdam
 
 
 def with_padding_row(table):

@@ -17,6 +17,7 @@ from keras_fame.distribution import batch_shards
 from keras_fame.evaluation import FullRankingEvaluation, GateHistograms
 from keras_fame.evaluation.head_diagnostics import HeadDiagnostics
 from keras_fame.losses import MaskedSoftmaxCrossEntropy, SampledSoftmaxCrossEntropy
+from keras_fame.optimizers import make_optimizer
 from keras_fame.training.callbacks import EpochTimer, NonFiniteLossGuard, TrainingCheckpoint
 from keras_fame.training.trainers import AllPositionsTrainer, LastPositionTrainer, SampledSoftmaxTrainer
 
@@ -40,6 +41,7 @@ def fit_with_early_stopping(
     tensorboard_dir=None,
     negatives=None,
     sampler="uniform",
+    optimizer="adam",
     callbacks=None,
     facet_loss_weight=0.0,
     head_diagnostics_users=0,
@@ -70,11 +72,12 @@ def fit_with_early_stopping(
     `item_facets`) adds that times the auxiliary facet loss
     (`keras_fame.losses.facet_cross_entropy`) to the training loss, through
     the trainer of the chosen objective (`AllPositionsTrainer` for the full
-    softmax). `head_diagnostics_users > 0` records, for FAME, the gate
+    softmax). `optimizer` names the optimizer (`keras_fame.optimizers.make_optimizer`:
+    `"adam"`, the default, or `"lazy_adam"`), built with `learning_rate`. `head_diagnostics_users > 0` records, for FAME, the gate
     entropy and each head's own validation NDCG@10 on that many users
     after every epoch (`HeadDiagnostics`) under `head_diagnostics`.
     """
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
+    optimizer = make_optimizer(optimizer, learning_rate)
     inputs, targets = split.train_inputs, split.train_targets
     if every_prefix:
         inputs, targets = every_prefix_rows(inputs, targets)

@@ -7,7 +7,6 @@ import pytest
 from keras_fame.pretraining import (
     FacetBatches,
     FacetContrastivePretrainer,
-    LazyAdam,
     nearest_neighbour_agreement,
     pca_item_table,
     pretrain_item_embeddings,
@@ -96,22 +95,6 @@ def test_a_step_for_facet_k_changes_head_k_only():
         for v in model.trainable_variables:
             changed = not np.array_equal(before[v.path], np.array(v))
             assert changed == (f"head_{facet}_" in v.path), v.path
-
-
-def test_lazy_adam_matches_adam_when_every_gradient_is_nonzero():
-    rng = np.random.default_rng(0)
-    weights = [rng.normal(size=(3, 2)).astype("float32") for _ in range(2)]
-    results = []
-    for optimizer in (keras.optimizers.Adam(0.01), LazyAdam(0.01)):
-        variables = [keras.Variable(w) for w in weights]
-        for step in range(3):
-            grads = [np.full((3, 2), 0.1 * (step + 1), "float32"), rng.normal(size=(3, 2)).astype("float32") + 5]
-            optimizer.apply(grads, variables)
-        results.append([np.array(v) for v in variables])
-        rng = np.random.default_rng(0)
-        rng.normal(size=(6, 2))  # same draws for the second optimizer
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_pretraining_organises_each_head_by_its_facet():
