@@ -3,14 +3,16 @@
     python benchmarks/sampled_step_scaling.py --items 10000 100000 1000000 --out results/sampled_step_scaling.json
 
 For each catalogue size: a fresh FAME (d = 64, H = 2, N = 4, 2 blocks, max_len 50) wrapped in
-`SampledSoftmaxTrainer` with each `--optimizers` (`adam`: Keras' Adam; `lazy_adam`:
-`keras_fame.optimizers.LazyAdam`, which updates only the table rows a step's gradient names), one batch of `--batch` random histories of length 50 and `--candidates`
-uniform negatives; `--warmup` steps (tracing), then the median wall time of `--steps` `train_on_batch`
-calls. FAME's projection `W_f` sits on the query side (`keras_fame.models.retrieval`), so a step reads
-only the rows it scores; with Adam what still grows with the catalogue is the optimizer's dense update of
-the `[V, d]` item table (its moments decay on every row), which `LazyAdam` removes. Prints the table and,
-per optimizer, the ratio of the largest to the smallest catalogue's step; times are ratios within one run
-(another process on the machine changes absolute seconds).
+`SampledSoftmaxTrainer` with each of `--optimizers` (`adam`: Keras' Adam; `lazy_adam`:
+`keras_fame.optimizers.LazyAdam`, which updates only the table rows a step's gradient names), one batch
+of `--batch` random histories of length 50 and `--candidates` uniform negatives; `--warmup` steps each
+(tracing), then `--steps` rounds in which every (optimizer, catalogue) pair runs one `train_on_batch` in
+turn, and the median wall time of each pair's calls. FAME's projection `W_f` sits on the query side
+(`keras_fame.models.retrieval`), so a step reads only the rows it scores; with Adam what still grows with
+the catalogue is the optimizer's dense update of the `[V, d]` item table (its moments decay on every
+row), which `LazyAdam` removes. Prints the table and, per optimizer, the ratio of the largest to the
+smallest catalogue's step; times are ratios within one run (another process on the machine changes
+absolute seconds; taking turns spreads its effect over every pair).
 """
 
 import argparse
@@ -47,7 +49,8 @@ class _OneBatch:
         return self.inputs, self.targets
 
 
-def step_seconds(num_items, batch, candidates, steps, warmup, optimizer="adam", seed=0):
+def training_step(num_items, batch, candidates, warmup, optimizer="adam", seed=0):
+    """A warmed-up `() -> None` that runs one sampled-softmax step of a fresh FAME over `num_items` items."""
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, num_items + 1, size=(batch, 51)).astype("int32")
@@ -60,12 +63,22 @@ def step_seconds(num_items, batch, candidates, steps, warmup, optimizer="adam", 
     trainer.compile(optimizer=make_optimizer(optimizer, 1e-3), loss=SampledSoftmaxCrossEntropy())
     for _ in range(warmup):
         trainer.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        trainer.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return lambda: trainer.train_on_batch(x, y)
+
+
+def interleaved_median_seconds(steps, rounds):
+    """Median seconds of each step function, timed in `rounds` rounds of one call each, in turn.
+
+    Taking turns spreads a change in the machine's load (another process) over every function alike,
+    so the ratios of the medians hold under load where back-to-back blocks would not.
+    """
+    times = [[] for _ in steps]
+    for _ in range(rounds):
+        for step, record in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            record.append(time.perf_counter() - start)
+    return [statistics.median(record) for record in times]
 
 
 def main(argv=None):
@@ -80,13 +93,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if min(args.items) < 2 or min(args.batch, args.candidates, args.steps) < 1 or args.warmup < 0:
         parser.error("--items >= 2, --batch/--candidates/--steps >= 1 and --warmup >= 0")
-    rows, ratios = [], {}
+    combos = [(optimizer, num_items) for optimizer in args.optimizers for num_items in args.items]
+    steps = [training_step(num_items, args.batch, args.candidates, args.warmup, optimizer)
+             for optimizer, num_items in combos]
+    medians = interleaved_median_seconds(steps, args.steps)
+    rows = [{"optimizer": optimizer, "num_items": num_items, "median_step_seconds": seconds}
+            for (optimizer, num_items), seconds in zip(combos, medians)]
+    ratios = {}
     for optimizer in args.optimizers:
-        for num_items in args.items:
-            seconds = step_seconds(num_items, args.batch, args.candidates, args.steps, args.warmup, optimizer)
-            rows.append({"optimizer": optimizer, "num_items": num_items, "median_step_seconds": seconds})
-            print(f"{optimizer:>9} {num_items:>9} items: {seconds * 1e3:8.1f} ms per step", flush=True)
         mine = [row for row in rows if row["optimizer"] == optimizer]
+        for row in mine:
+            print(f"{optimizer:>9} {row['num_items']:>9} items: {row['median_step_seconds'] * 1e3:8.1f} ms per step")
         ratios[optimizer] = mine[-1]["median_step_seconds"] / mine[0]["median_step_seconds"]
         print(f"{optimizer}: step({mine[-1]['num_items']}) / step({mine[0]['num_items']}) = {ratios[optimizer]:.2f}")
     if args.out:
