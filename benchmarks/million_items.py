@@ -8,7 +8,8 @@ Stages, each timed, with the process's peak resident memory after each:
 2. `leave_one_out` (max_len 50).
 3. SASRec (d = 64) trained for `--steps` batches with a sampled softmax
    (`--negatives` uniform negatives per batch, log-Q corrected): the logits are
-   `[batch, seq, 1 + negatives]`, never `[batch, seq, items]`.
+   `[batch, seq, 1 + negatives]`, never `[batch, seq, items]`. `--optimizer
+   lazy_adam` updates only the item rows a step read (`keras_fame.optimizers`).
 4. Full-ranking evaluation of `--eval-users` test users, every item a
    candidate, items scored `--chunk-size` at a time (`evaluate_model(chunk_size=)`).
 5. `recommend` for 1,000 users, and a SavedModel export whose signature ranks in
@@ -38,6 +39,7 @@ from keras_fame.evaluation import evaluate_model  # noqa: E402
 from keras_fame.experiments import machine_description  # noqa: E402
 from keras_fame.data import SampledBatches  # noqa: E402
 from keras_fame.losses import SampledSoftmaxCrossEntropy  # noqa: E402
+from keras_fame.optimizers import OPTIMIZERS, make_optimizer  # noqa: E402
 from keras_fame.training import SampledSoftmaxTrainer  # noqa: E402
 
 
@@ -56,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--eval-users", type=int, default=10_000)
     parser.add_argument("--chunk-size", type=int, default=65_536)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     report = {"command": "python benchmarks/million_items.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -78,7 +81,7 @@ def main(argv=None):
     start = time.perf_counter()
     model = keras_fame.SASRec(args.items, hidden_dim=64, num_heads=2, max_len=50, dropout=0.2)
     trainer = SampledSoftmaxTrainer(model)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=SampledSoftmaxCrossEntropy())
+    trainer.compile(optimizer=make_optimizer(args.optimizer, 1e-3), loss=SampledSoftmaxCrossEntropy())
     batches = TrainingBatches(split.train_inputs, split.train_targets, batch_size=args.batch_size, seed=args.seed)
     sampled = SampledBatches(batches, args.items, num_negatives=args.negatives, sampler="uniform", seed=args.seed)
     history = trainer.fit(sampled, epochs=1, steps_per_epoch=min(args.steps, len(sampled)), verbose=0, shuffle=False)
