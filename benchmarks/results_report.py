@@ -32,6 +32,10 @@ BEGIN, END = "<!-- results-table:begin -->", "<!-- results-table:end -->"
 CANDIDATE_PLANS = ("backbone_recipe", "facets")
 CURRENT_DEFAULT = "pca_recipe"  # `make train`'s TRAIN_ARGS until a configuration wins on validation
 MIN_SEEDS = 3
+# The claims the results make: FAME against its own SASRec, facets against the text starts without them.
+COMPARISONS = [("pca_recipe:sasrec", "pca_recipe:fame"), ("facets_fusion:sasrec", "facets_fusion:fame"),
+               ("pca_recipe", "facets_fusion"), ("facet_recipe", "facets_fusion"),
+               ("facets_fusion", "facets_attention")]
 DATASETS = ("toys", "beauty")
 PAPER = {"toys": {"ndcg@10": 0.0681, "hr@10": 0.1065}, "beauty": {"ndcg@10": 0.0593, "hr@10": 0.0978}}
 
@@ -202,6 +206,10 @@ def build():
     out += ["## Test results (`all_items`)", ""]
     for dataset in DATASETS:
         out += [f"### {dataset}", "", test_table(groups, configurations, dataset, "all_items"), ""]
+    out += ["## Paired comparisons (test NDCG@10, `exclude_history`)", "",
+            "Same seed, same split and batch order: the paired differences remove part of the seed noise. "
+            "`in std`: the difference of means over the larger of the two std (the issues' \"more than 2 std\").",
+            runner.compare_table(list(runner.PLANS), COMPARISONS), ""]
     out += ["## Every configuration tried: validation NDCG@10 at the kept epoch", "",
             "Gate entropy (mean over 2,048 validation users; `log H` in parentheses is a gate that does not route)",
             "and each head's own validation NDCG@10 where the run recorded them.", "",
