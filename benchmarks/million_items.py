@@ -3,20 +3,32 @@
     python benchmarks/million_items.py --out results/million_items.json            # 10^6 users and items
     python benchmarks/million_items.py --users 20000 --items 20000 --steps 20        # a quick look
 
+    python benchmarks/million_items.py --data clustered --model fame --epochs 20 --optimizer lazy_adam \
+        --out results/million_items_clustered_fame.json                         # trained until validation stops
+
 Stages, each timed, with the process's peak resident memory after each:
-1. `zipf_sessions`: ~10^7 events, Zipf popularity, a learnable next-item pattern.
+1. `--data zipf` (`zipf_sessions`): ~10^7 events, Zipf popularity, a next item
+   near the previous id; `--data clustered` (`clustered_sessions`): items in
+   clusters of `--cluster-size`, the next item in the current cluster with
+   probability `--stay` (a model must learn the clusters from co-occurrence).
 2. `leave_one_out` (max_len 50).
-3. SASRec (d = 64) trained for `--steps` batches with a sampled softmax
+3. `--model` SASRec or FAME (d = 64; FAME H = 2, N = 4, from a random start)
+   trained for `--steps` batches with a sampled softmax
    (`--negatives` uniform negatives per batch, log-Q corrected): the logits are
    `[batch, seq, 1 + negatives]`, never `[batch, seq, items]`. `--optimizer
    lazy_adam` updates only the item rows a step read (`keras_fame.optimizers`).
+   With `--epochs E`: up to E full passes instead, each followed by the
+   validation NDCG@10 of `--eval-users` users (full ranking, chunked); the best
+   epoch's weights are kept and training stops after `--patience` epochs
+   without a better one. Each epoch's seconds, validation and peak memory are
+   recorded under `epochs`.
 4. Full-ranking evaluation of `--eval-users` test users, every item a
    candidate, items scored `--chunk-size` at a time (`evaluate_model(chunk_size=)`).
 5. `recommend` for 1,000 users, and a SavedModel export whose signature ranks in
    chunks too, called once.
-The quality numbers after so few steps only show that learning happens (the
+With `--steps` alone the quality numbers only show that learning happens (the
 popularity-only and random baselines are printed beside them); the point is
-time and memory.
+time and memory. With `--epochs` they say whether the model learnt the data.
 """
 
 import argparse
@@ -34,9 +46,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_fame.data import TrainingBatches, leave_one_out  # noqa: E402
-from keras_fame.data.synthetic import zipf_sessions  # noqa: E402
+from keras_fame.data.synthetic import clustered_sessions, zipf_sessions  # noqa: E402
 from keras_fame.evaluation import evaluate_model  # noqa: E402
-from keras_fame.experiments import machine_description  # noqa: E402
+from keras_fame.experiments import provenance, write_json_atomic  # noqa: E402
 from keras_fame.data import SampledBatches  # noqa: E402
 from keras_fame.losses import SampledSoftmaxCrossEntropy  # noqa: E402
 from keras_fame.optimizers import OPTIMIZERS, make_optimizer  # noqa: E402
@@ -45,6 +57,29 @@ from keras_fame.training import SampledSoftmaxTrainer  # noqa: E402
 
 def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+def train_epochs(trainer, model, sampled, validation, args):
+    """Full passes until `args.patience` epochs bring no better validation NDCG@10; keeps the best weights."""
+    epochs, best, best_weights, waited = [], -1.0, None, 0
+    for epoch in range(1, args.epochs + 1):
+        sampled.set_epoch(epoch - 1)  # each pass its own shuffle and negatives, whatever fit did at its end
+        start = time.perf_counter()
+        history = trainer.fit(sampled, epochs=1, verbose=0, shuffle=False)
+        seconds = time.perf_counter() - start
+        metrics = evaluate_model(model, validation, chunk_size=args.chunk_size)
+        epochs.append({"epoch": epoch, "train_seconds": round(seconds, 1), "loss": round(float(history.history["loss"][-1]), 4),
+                       "val_ndcg@10": round(metrics["ndcg@10"], 4), "val_hr@10": round(metrics["hr@10"], 4),
+                       "peak_rss_gb": round(peak_rss_gb(), 2)})
+        print(f"     epoch {epoch}: {epochs[-1]}", flush=True)
+        if metrics["ndcg@10"] > best:
+            best, best_weights, waited = metrics["ndcg@10"], model.get_weights(), 0
+        else:
+            waited += 1
+            if waited >= args.patience:
+                break
+    model.set_weights(best_weights)
+    return epochs
 
 
 def main(argv=None):
@@ -59,10 +94,16 @@ def main(argv=None):
     parser.add_argument("--chunk-size", type=int, default=65_536)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    parser.add_argument("--data", choices=("zipf", "clustered"), default="zipf")
+    parser.add_argument("--cluster-size", type=int, default=50)
+    parser.add_argument("--stay", type=float, default=0.8)
+    parser.add_argument("--model", choices=("sasrec", "fame"), default="sasrec")
+    parser.add_argument("--epochs", type=int, help="full passes with validation and early stopping (not --steps)")
+    parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    report = {"command": "python benchmarks/million_items.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": machine_description(), "settings": vars(args), "stages": {}}
+    report = {**provenance(sys.argv if argv is None else ["million_items.py", *argv]), "settings": vars(args),
+              "stages": {}}
 
     def stage(name, seconds, **extra):
         report["stages"][name] = {"seconds": round(seconds, 2), "peak_rss_gb": round(peak_rss_gb(), 2), **extra}
@@ -70,7 +111,11 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
-    data = zipf_sessions(args.users, args.items, mean_length=args.mean_length, seed=args.seed)
+    if args.data == "clustered":
+        data = clustered_sessions(args.users, args.items, cluster_size=args.cluster_size, stay=args.stay,
+                                  mean_length=args.mean_length, seed=args.seed)
+    else:
+        data = zipf_sessions(args.users, args.items, mean_length=args.mean_length, seed=args.seed)
     stage("generate", time.perf_counter() - start, events=int(data.num_events))
 
     start = time.perf_counter()
@@ -79,17 +124,29 @@ def main(argv=None):
     stage("split", time.perf_counter() - start, train_positions=int(split.num_train_positions))
 
     start = time.perf_counter()
-    model = keras_fame.SASRec(args.items, hidden_dim=64, num_heads=2, max_len=50, dropout=0.2)
+    if args.model == "fame":
+        model = keras_fame.FAME(args.items, hidden_dim=64, num_heads=2, num_experts=4, max_len=50, dropout=0.2)
+    else:
+        model = keras_fame.SASRec(args.items, hidden_dim=64, num_heads=2, max_len=50, dropout=0.2)
     trainer = SampledSoftmaxTrainer(model)
     trainer.compile(optimizer=make_optimizer(args.optimizer, 1e-3), loss=SampledSoftmaxCrossEntropy())
     batches = TrainingBatches(split.train_inputs, split.train_targets, batch_size=args.batch_size, seed=args.seed)
     sampled = SampledBatches(batches, args.items, num_negatives=args.negatives, sampler="uniform", seed=args.seed)
-    history = trainer.fit(sampled, epochs=1, steps_per_epoch=min(args.steps, len(sampled)), verbose=0, shuffle=False)
-    seconds = time.perf_counter() - start
-    stage("train", seconds, steps=min(args.steps, len(sampled)), loss=round(float(history.history["loss"][-1]), 4),
-          steps_per_second=round(min(args.steps, len(sampled)) / seconds, 2))
-
     rng = np.random.default_rng(args.seed)
+    if args.epochs:
+        validation = split.validation.subset(
+            np.sort(rng.choice(len(split.validation), size=min(args.eval_users, len(split.validation)), replace=False)))
+        report["epochs"] = train_epochs(trainer, model, sampled, validation, args)
+        best = max(report["epochs"], key=lambda e: e["val_ndcg@10"])
+        stage("train", time.perf_counter() - start, epochs=len(report["epochs"]), best_epoch=best["epoch"],
+              best_val_ndcg_at_10=best["val_ndcg@10"], steps_per_epoch=len(sampled))
+    else:
+        history = trainer.fit(sampled, epochs=1, steps_per_epoch=min(args.steps, len(sampled)), verbose=0,
+                              shuffle=False)
+        seconds = time.perf_counter() - start
+        stage("train", seconds, steps=min(args.steps, len(sampled)), loss=round(float(history.history["loss"][-1]), 4),
+              steps_per_second=round(min(args.steps, len(sampled)) / seconds, 2))
+
     sample = np.sort(rng.choice(len(split.test), size=min(args.eval_users, len(split.test)), replace=False))
     test = split.test.subset(sample)
     start = time.perf_counter()
@@ -120,9 +177,7 @@ def main(argv=None):
     report["peak_rss_gb"] = round(peak_rss_gb(), 2)
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+        write_json_atomic(args.out, report)
     return 0
 
 
