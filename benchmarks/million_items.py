@@ -68,7 +68,8 @@ def train_epochs(trainer, model, sampled, validation, args):
         history = trainer.fit(sampled, epochs=1, verbose=0, shuffle=False)
         seconds = time.perf_counter() - start
         metrics = evaluate_model(model, validation, chunk_size=args.chunk_size)
-        epochs.append({"epoch": epoch, "train_seconds": round(seconds, 1), "loss": round(float(history.history["loss"][-1]), 4),
+        epochs.append({"epoch": epoch, "train_seconds": round(seconds, 1),
+                       "loss": round(float(history.history["loss"][-1]), 4),
                        "val_ndcg@10": round(metrics["ndcg@10"], 4), "val_hr@10": round(metrics["hr@10"], 4),
                        "peak_rss_gb": round(peak_rss_gb(), 2)})
         print(f"     epoch {epoch}: {epochs[-1]}", flush=True)

@@ -161,7 +161,8 @@ class _Run:
         return fit_with_early_stopping(
             model, self.split, epochs, c.batch_size, c.patience, c.every_n_epochs, c.learning_rate, c.seed,
             self.verbose, monitor=c.monitor, every_prefix=c.every_prefix, negatives=c.negatives, sampler=c.sampler,
-            optimizer=c.optimizer, stage=stage, checkpoint_dir=self.checkpoint_dir(stage.lower()), tensorboard_dir=self.tensorboard_dir,
+            optimizer=c.optimizer, stage=stage, checkpoint_dir=self.checkpoint_dir(stage.lower()),
+            tensorboard_dir=self.tensorboard_dir,
             **kwargs,
         )
 
