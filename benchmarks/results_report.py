@@ -222,6 +222,14 @@ def build():
     if negatives:
         out += ["## Negatives: sampled against full softmax at equal epochs (`benchmarks/negatives.py`)", "",
                 "SASRec on Toys, 10 epochs, best validation NDCG@10 (history excluded).", "", negatives, ""]
+    cold = _load("benchmarks/cold_start.py")
+    cold_tables = [cold.summary(os.path.join(ROOT, "results", "cold_start", sub)) for sub in ("", "neighbour_offsets")]
+    if any(t.count("\n| ") > 1 for t in cold_tables):
+        out += ["## Cold start: items no training sequence contains (`benchmarks/cold_start.py`)", "",
+                "10% of the items held out of training, SASRec with the package defaults, one seed; test users whose "
+                "target is held out are *cold*. `facets_*` variants fuse brand and leaf category into the item table. "
+                "`results/cold_start/neighbour_offsets/` holds reruns that also imputed the held-out offsets.", "",
+                cold_tables[0], "", "Reruns with imputed offsets:", "", cold_tables[1], ""]
     scaling = scaling_section()
     if scaling:
         out += ["## FAME's sampled-softmax step against the catalogue (`benchmarks/sampled_step_scaling.py`)", "",
