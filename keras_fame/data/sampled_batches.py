@@ -80,34 +80,36 @@ class SampledBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         inputs, targets = self.batches[index]
+        log_q = self.log_q.__getitem__
         if self.sampler == "in_batch":
             candidates = targets.reshape(-1).astype(np.int32)
-        elif self.sampler == "mixed":
-            rng = np.random.default_rng([int(self.seed or 0), int(self.batches.epoch), int(index)])
-            uniform = rng.integers(1, self.num_items + 1, size=self.num_negatives).astype(np.int32)
-            candidates = np.concatenate([targets.reshape(-1).astype(np.int32), uniform])  # padding cells: masked
-            in_batch = int(np.count_nonzero(targets))
-            q = (in_batch * self._q + self.num_negatives / self.num_items) / (in_batch + self.num_negatives)
-            q[0] = 1.0
-            log_q = np.log(q).astype(np.float32)
-            x = {"item_ids": inputs, "targets": targets, "candidates": candidates,
-                 "candidate_log_q": log_q[candidates], "target_log_q": log_q[targets]}
-            return x, targets
         else:
             rng = np.random.default_rng([int(self.seed or 0), int(self.batches.epoch), int(index)])
-            if self.sampler == "uniform":
-                candidates = rng.integers(1, self.num_items + 1, size=self.num_negatives)
+            if self.sampler == "popularity":
+                draws = np.searchsorted(self._cdf, rng.random(self.num_negatives), side="right") + 1
             else:
-                candidates = np.searchsorted(self._cdf, rng.random(self.num_negatives), side="right") + 1
-            candidates = np.minimum(candidates, self.num_items).astype(np.int32)
+                draws = rng.integers(1, self.num_items + 1, size=self.num_negatives)
+            candidates = np.minimum(draws, self.num_items).astype(np.int32)
+            if self.sampler == "mixed":
+                candidates = np.concatenate([targets.reshape(-1).astype(np.int32), candidates])  # padding: masked
+                log_q = self._mixture_log_q(int(np.count_nonzero(targets)))
         x = {
             "item_ids": inputs,
             "targets": targets,
             "candidates": candidates,
-            "candidate_log_q": self.log_q[candidates],
-            "target_log_q": self.log_q[targets],
+            "candidate_log_q": log_q(candidates),
+            "target_log_q": log_q(targets),
         }
         return x, targets
+
+    def _mixture_log_q(self, in_batch):
+        """`ids -> log q(ids)` of the `"mixed"` sampler's mixture, read only at the ids (never all `V`)."""
+
+        def log_q(ids):
+            q = (in_batch * self._q[ids] + self.num_negatives / self.num_items) / (in_batch + self.num_negatives)
+            return np.log(np.where(ids == 0, 1.0, q)).astype(np.float32)
+
+        return log_q
 
     def on_epoch_end(self):
         self.batches.on_epoch_end()
