@@ -8,7 +8,8 @@ for `--epochs` epochs (no early stop) with: the full softmax; 256 uniform negati
 batch's own targets plus 256 uniform draws, log-Q corrected by the mixture, `keras_fame.data.SampledBatches`).
 Recorded per run: the best validation NDCG@10 within the epochs (full ranking, history excluded) and every
 epoch's value. Each run is written to `results/negatives/<loss>-seed<seed>.json` (with its provenance) as it
-finishes; a rerun skips finished runs.
+finishes; a rerun skips finished runs and continues an interrupted one from its last finished epoch
+(`runs/negatives/<loss>-seed<seed>`, `fit_with_early_stopping(checkpoint_dir=)`).
 """
 
 import argparse
@@ -23,10 +24,11 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 OUT = os.path.join(ROOT, "results", "negatives")
+CHECKPOINTS = os.path.join(ROOT, "runs", "negatives")  # git-ignored; a finished run removes its folder
 LOSSES = {"full": (None, "uniform"), "uniform256": (256, "uniform"), "mixed256": (256, "mixed")}
 
 
-def run(loss, seed, epochs, data_dir=None, out_dir=OUT):
+def run(loss, seed, epochs, data_dir=None, out_dir=OUT, checkpoint_root=CHECKPOINTS):
     import keras
 
     import keras_fame
@@ -44,7 +46,8 @@ def run(loss, seed, epochs, data_dir=None, out_dir=OUT):
     model = keras_fame.SASRec(data.num_items, hidden_dim=64, num_heads=2, max_len=50, dropout=0.3)
     negatives, sampler = LOSSES[loss]
     report = fit_with_early_stopping(model, split, epochs=epochs, patience=epochs, seed=seed, verbose=0,
-                                     negatives=negatives, sampler=sampler)
+                                     negatives=negatives, sampler=sampler,
+                                     checkpoint_dir=os.path.join(checkpoint_root, f"{loss}-seed{seed}"))
     row = {
         "loss": loss, "seed": seed, "epochs": epochs, "negatives": negatives, "sampler": sampler,
         "best_validation_ndcg@10": report["best_validation"]["ndcg@10"], "best_epoch": report["best_epoch"],

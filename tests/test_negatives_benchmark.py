@@ -13,7 +13,7 @@ def test_each_loss_runs_and_the_table_reports_the_ratio(load_script, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     for loss in ("full", "mixed256"):
-        row = json.loads(open(bench.run(loss, 0, 1, str(tmp_path), str(out))).read())
+        row = json.loads(open(bench.run(loss, 0, 1, str(tmp_path), str(out), str(tmp_path / "checkpoints"))).read())
         assert row["loss"] == loss and len(row["validation_ndcg@10"]) == 1 and row["git"]
     assert bench.run("full", 0, 1, str(tmp_path), str(out)).endswith("full-seed0.json")  # skipped, not rerun
     md = bench.table(str(out))
