@@ -59,6 +59,7 @@ def main(dataset, argv=None, reexec=None):
     from keras_fame.layers import HeadSliceIdentity
     from keras_fame.experiments import PipelineConfig, TextStart
     from keras_fame.experiments import pipeline
+    from keras_fame.data.sampled_batches import SAMPLERS
     from keras_fame.optimizers import OPTIMIZERS
 
     D = PipelineConfig()  # every pipeline default below comes from here
@@ -130,7 +131,7 @@ def main(dataset, argv=None, reexec=None):
         "--sampled-softmax", type=int, metavar="NEGATIVES", default=D.negatives,
         help="train with a sampled softmax over NEGATIVES items per batch (log-Q corrected; large catalogs)",
     )
-    recipe.add_argument("--sampler", choices=("uniform", "popularity", "in_batch", "mixed"), default=D.sampler,
+    recipe.add_argument("--sampler", choices=SAMPLERS, default=D.sampler,
                         help="negatives for --sampled-softmax (in_batch: the batch's own targets; mixed: those and "
                              "NEGATIVES uniform items, keras_fame.data.SampledBatches)")
     recipe.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer,
