@@ -102,6 +102,9 @@ PLANS["facets"] = {
     "facets_fusion_fameaux0.5": [*FACETS, "--fame-facet-loss-weight", "0.5"],
     "facets_fusion_fameaux0.5_t0.5": [*FACETS, "--fame-facet-loss-weight", "0.5", "--gate-temperature", "0.5"],
     "facets_fusion_t0.5": [*FACETS, "--gate-temperature", "0.5"],  # a sharper gate, no facet loss
+    # The routing loss in the FAME stage: the heads' own softmaxes as experts mixed by the gate.
+    "facets_route0.5": [*FACETS, "--routing-loss-weight", "0.5"],
+    "facets_route1": [*FACETS, "--routing-loss-weight", "1"],
     "facets_aux2": [*FACETS, "--facet-loss-weight", "2"],
     "facets_sum_aux0.5": [*FACETS, "--facet-fusion", "sum", "--facet-loss-weight", "0.5"],
     # All four facets (brand, category levels 1 and 2, leaf), 16 columns each: head 0 holds brand and level 1.
@@ -154,7 +157,7 @@ def reuse_sasrec_only_run(dataset, flags, seed, out_dir):
 # same SASRec stage, so a sweep over them (Fig. 6's N) trains it once (`reuse_sibling_sasrec`).
 FAME_STAGE_FLAGS = (
     "--experts", "-N", "--fame-epochs", "--fame-warmup-epochs", "--fame-dropout", "--w-f-init", "--w-f-gain",
-    "--fame-facet-loss-weight", "--gate-temperature", "--head-diagnostics-users",
+    "--fame-facet-loss-weight", "--gate-temperature", "--head-diagnostics-users", "--routing-loss-weight",
 )
 
 

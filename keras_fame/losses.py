@@ -1,4 +1,4 @@
-"""Training losses: the full-softmax cross-entropy over all items (Eq. 18), a sampled softmax, the facet loss.
+"""Training losses: the full-softmax cross-entropy over all items (Eq. 18), a sampled softmax, the facet and routing losses.
 
 Sampled softmax (`sampled_logits`, `SampledSoftmaxCrossEntropy`): each
 position's target against a batch's shared candidates
@@ -119,6 +119,42 @@ def facet_cross_entropy(facet_logits, facet_targets):
         per_position = ops.sparse_categorical_crossentropy(labels, ops.cast(logits, "float32"), from_logits=True)
         total = total + ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)
     return total / max(1, len(facet_logits))
+
+
+def mixture_routing_loss(head_target_log_probs, gates, targets):
+    """The routing loss: the negative log-likelihood of the heads as a mixture of experts (ours).
+
+    `L_route = -log sum_h g_h p_h(target)`, averaged over positions whose
+    target is not 0 (padding), where `p_h` is head `h`'s own softmax over
+    the items (FAME's head `h` alone, `x_v^(h) . F^(h)`) and `g` the gate.
+    This is the likelihood of Jacobs et al.'s adaptive mixtures of local
+    experts (Neural Computation 1991) for a softmax output. Its gradient
+    moves the gate towards the heads that give the target a high
+    probability (the posterior responsibilities `g_h p_h / sum_k g_k p_k`)
+    and trains each head mostly on the positions it is responsible for, so
+    the heads compete instead of acting as halves of one query. FAME's
+    score stays the gated sum of the heads' logits (Eq. 11); this loss only
+    adds a training signal, weighted by `mu` (`routing_loss_weight`).
+
+    Args:
+        head_target_log_probs: `[..., H]`, `log p_h(target)` per position.
+        gates: `[..., H]`, the gate `g` at the same positions.
+        targets: int `[...]`, 0 = padding (masked).
+
+    Returns:
+        A float32 scalar.
+
+    Example:
+    >>> log_p = ops.log(ops.convert_to_tensor([[[0.5, 0.1]]]))
+    >>> gates = ops.convert_to_tensor([[[0.5, 0.5]]])
+    >>> round(float(mixture_routing_loss(log_p, gates, ops.convert_to_tensor([[3]]))), 4)  # -log 0.3
+    1.204
+    """
+    log_p = ops.cast(head_target_log_probs, "float32")
+    log_g = ops.log(ops.maximum(ops.cast(gates, "float32"), 1e-12))
+    per_position = -ops.logsumexp(log_g + log_p, axis=-1)
+    valid = ops.cast(ops.cast(targets, "int32") > 0, "float32")
+    return ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)
 
 
 def sampled_logits(user, items, targets, candidates, candidate_log_q=None, target_log_q=None):

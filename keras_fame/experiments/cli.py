@@ -39,6 +39,7 @@ CONFIG_FLAGS = {
     "fame_dropout": "--fame-dropout", "negatives": "--sampled-softmax", "sampler": "--sampler", "optimizer": "--optimizer",
     "facet_fusion": "--facet-fusion", "facet_loss_weight": "--facet-loss-weight",
     "fame_facet_loss_weight": "--fame-facet-loss-weight", "gate_temperature": "--gate-temperature",
+    "routing_loss_weight": "--routing-loss-weight",
     "distribute": "--distribute", "model_devices": "--model-devices",
     "head_diagnostics_users": "--head-diagnostics-users", "monitor": "--monitor",
 }
@@ -176,6 +177,9 @@ def main(dataset, argv=None, reexec=None):
                        "logits, after DIF-SR); SASRec stage and FAME")
     facet.add_argument("--gate-temperature", type=float, default=D.gate_temperature,
                        help="FAME's gate temperature (below 1: sharper gate)")
+    facet.add_argument("--routing-loss-weight", type=float, default=D.routing_loss_weight,
+                       help="FAME stage: weight of the routing loss, -log sum_h g_h p_h(target) with each head's own "
+                       "softmax as an expert (0: off)")
     facet.add_argument("--head-diagnostics-users", type=int, default=D.head_diagnostics_users,
                        help="FAME stage: gate entropy and each head's validation NDCG@10 on this many users per epoch")
     parser.add_argument(
@@ -266,6 +270,7 @@ def main(dataset, argv=None, reexec=None):
             facet_loss_weight=args.facet_loss_weight,
             fame_facet_loss_weight=args.fame_facet_loss_weight,
             gate_temperature=args.gate_temperature,
+            routing_loss_weight=args.routing_loss_weight,
             head_diagnostics_users=args.head_diagnostics_users,
             distribute=args.distribute,
             model_devices=args.model_devices,

@@ -52,6 +52,8 @@ class PipelineConfig:
         facet_loss_weight: weight of the auxiliary facet loss in the SASRec
             stage; `fame_facet_loss_weight` in the FAME stage (None: the same).
         gate_temperature: FAME's gate temperature (`FacetGatedHead`).
+        routing_loss_weight: FAME stage: weight of the routing loss
+            (`keras_fame.losses.mixture_routing_loss`; 0: off).
         head_diagnostics_users: FAME stage: gate entropy and per-head
             validation NDCG@10 on this many users per epoch (0: off).
         facet_attention: every attention head of both models also attends
@@ -94,6 +96,7 @@ class PipelineConfig:
     facet_loss_weight: float = 0.0
     fame_facet_loss_weight: float = None
     gate_temperature: float = 1.0
+    routing_loss_weight: float = 0.0
     head_diagnostics_users: int = 2048
     distribute: str = None
     model_devices: int = 1
@@ -115,6 +118,7 @@ class PipelineConfig:
         positive_float("learning_rate", self.learning_rate)
         positive_float("gate_temperature", self.gate_temperature)
         non_negative_float("facet_loss_weight", self.facet_loss_weight)
+        non_negative_float("routing_loss_weight", self.routing_loss_weight)
         if self.fame_facet_loss_weight is not None:
             non_negative_float("fame_facet_loss_weight", self.fame_facet_loss_weight)
         if self.negatives is not None:

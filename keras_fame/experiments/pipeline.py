@@ -35,7 +35,7 @@ from keras_fame.utils import dtype_policy, json_default, replace_atomically, sav
 # and SASRec stage and trains FAME again.
 FAME_STAGE_KEYS = frozenset({
     "num_heads", "num_experts", "fame_warmup_epochs", "fame_dropout", "item_projection_initializer",
-    "fame_facet_loss_weight", "gate_temperature",
+    "fame_facet_loss_weight", "gate_temperature", "routing_loss_weight",
 })
 
 
@@ -205,6 +205,8 @@ def _recorded_config(config):
             recorded["fame_facet_loss_weight"] = c.fame_stage_facet_loss_weight
         if c.gate_temperature != 1.0:
             recorded["gate_temperature"] = c.gate_temperature
+        if c.routing_loss_weight:
+            recorded["routing_loss_weight"] = c.routing_loss_weight
     return recorded
 
 
@@ -342,7 +344,7 @@ def _fame_stage(run, sasrec):
     print(f"\n== FAME (H={c.num_heads}, N={c.num_experts}) fine-tuned from SASRec ==")
     results["fame"]["training"] = run.fit(
         fame, "FAME", c.fame_epochs or c.epochs, facet_loss_weight=c.fame_stage_facet_loss_weight,
-        head_diagnostics_users=c.head_diagnostics_users,
+        head_diagnostics_users=c.head_diagnostics_users, routing_loss_weight=c.routing_loss_weight,
     )
     results["fame"]["test"] = evaluate_test_set(fame, run.split)
     save_model_atomic(fame, fame_path)

@@ -45,6 +45,7 @@ def fit_with_early_stopping(
     callbacks=None,
     facet_loss_weight=0.0,
     head_diagnostics_users=0,
+    routing_loss_weight=0.0,
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -72,7 +73,9 @@ def fit_with_early_stopping(
     `item_facets`) adds that times the auxiliary facet loss
     (`keras_fame.losses.facet_cross_entropy`) to the training loss, through
     the trainer of the chosen objective (`AllPositionsTrainer` for the full
-    softmax). `optimizer` names the optimizer (`keras_fame.optimizers.make_optimizer`:
+    softmax). `routing_loss_weight > 0` (FAME) adds that times the routing
+    loss (`keras_fame.losses.mixture_routing_loss`: the heads' own softmaxes
+    as experts mixed by the gate) the same way. `optimizer` names the optimizer (`keras_fame.optimizers.make_optimizer`:
     `"adam"`, the default, or `"lazy_adam"`), built with `learning_rate`. `head_diagnostics_users > 0` records, for FAME, the gate
     entropy and each head's own validation NDCG@10 on that many users
     after every epoch (`HeadDiagnostics`) under `head_diagnostics`.
@@ -92,11 +95,13 @@ def fit_with_early_stopping(
             raise ValueError("loss= and a sampled softmax (negatives=, sampler=) exclude each other")
         _check_sampled_softmax_distribution(negatives)
         data = SampledBatches(batches, model.num_items, num_negatives=negatives or 1, sampler=sampler, seed=seed)
-        trained = SampledSoftmaxTrainer(model, facet_loss_weight=facet_loss_weight)
+        trained = SampledSoftmaxTrainer(
+            model, facet_loss_weight=facet_loss_weight, routing_loss_weight=routing_loss_weight
+        )
         trained.compile(optimizer=optimizer, loss=SampledSoftmaxCrossEntropy())
-    elif every_prefix or facet_loss_weight:
+    elif every_prefix or facet_loss_weight or routing_loss_weight:
         trainer = LastPositionTrainer if every_prefix else AllPositionsTrainer
-        trained = trainer(model, facet_loss_weight=facet_loss_weight)
+        trained = trainer(model, facet_loss_weight=facet_loss_weight, routing_loss_weight=routing_loss_weight)
         trained.compile(optimizer=optimizer, loss=loss if loss is not None else MaskedSoftmaxCrossEntropy())
     else:
         model.compile(optimizer=optimizer, loss=loss)

@@ -1,7 +1,7 @@
 """Trainers: wrap a built `SASRec`/`FAME` to fit it with another objective; the wrapped model's weights train.
 
 - `AllPositionsTrainer`: the full softmax at every position (as `model.fit`),
-  plus the auxiliary facet loss;
+  plus the auxiliary facet and routing losses;
 - `LastPositionTrainer`: the full softmax at the newest position only (every-prefix rows);
 - `SampledSoftmaxTrainer`: a sampled softmax over shared candidates
   (`keras_fame.data.SampledBatches`, `keras_fame.losses.sampled_logits`).
@@ -15,12 +15,17 @@ import keras
 import numpy as np  # noqa: F401  (doctest)
 
 from keras_fame.layers.item_scores import mask_padding_scores, score_items
-from keras_fame.losses import MaskedSoftmaxCrossEntropy, facet_cross_entropy, sampled_logits  # noqa: F401
+from keras_fame.losses import (  # noqa: F401
+    MaskedSoftmaxCrossEntropy,
+    facet_cross_entropy,
+    mixture_routing_loss,
+    sampled_logits,
+)
 from keras_fame.models.retrieval import facet_logits
 
 
 class RecommenderTrainer(keras.Model):
-    """Base of the trainers: the wrapped `recommender`, its `encoder` and scoring `head`, and the facet loss.
+    """Base of the trainers: the wrapped `recommender`, its `encoder` and scoring `head`, and the auxiliary losses.
 
     The `encoder` maps item ids to the recommender's `(features, item_table)`;
     it and the `head` share the recommender's layers. Subclasses define
@@ -32,16 +37,25 @@ class RecommenderTrainer(keras.Model):
             facet loss (`keras_fame.losses.facet_cross_entropy`): the total
             loss is `L_rec + lambda L_facet`; > 0 needs a model built with
             `item_facets`. Defaults to 0 (the recommendation loss alone).
+        routing_loss_weight: float >= 0, the weight `mu` of the routing
+            loss (`keras_fame.losses.mixture_routing_loss`, FAME only): the
+            total loss gains `mu L_route`, where each head's own softmax over
+            the items is an expert and the gate mixes their probabilities.
+            Defaults to 0.
     """
 
-    def __init__(self, recommender, facet_loss_weight=0.0, **kwargs):
+    def __init__(self, recommender, facet_loss_weight=0.0, routing_loss_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         features, item_table, head = recommender._head_wiring
-        if not float(facet_loss_weight) >= 0:
-            raise ValueError(f"facet_loss_weight={facet_loss_weight} must be a non-negative number")
+        for name, value in (("facet_loss_weight", facet_loss_weight), ("routing_loss_weight", routing_loss_weight)):
+            if not float(value) >= 0:
+                raise ValueError(f"{name}={value} must be a non-negative number")
         if facet_loss_weight and not recommender.item_embedding.facet_labels:
             raise ValueError("facet_loss_weight > 0 needs a model built with item_facets")
+        if routing_loss_weight and not getattr(head, "has_gates", False):
+            raise ValueError("routing_loss_weight > 0 needs a gated head (FAME); this model has one query per user")
         self.facet_loss_weight = float(facet_loss_weight)
+        self.routing_loss_weight = float(routing_loss_weight)
         self.recommender = recommender
         self.encoder = keras.Model(recommender.inputs, [features, item_table], name="encoder")
         self.head = head
@@ -56,29 +70,63 @@ class RecommenderTrainer(keras.Model):
     def num_items(self):
         return self.recommender.num_items
 
-    def _outputs(self, logits, vectors):
-        """What `call` returns: the logits, or with the facet loss a dict of logits and facet logits."""
-        if not self.facet_loss_weight:
+    @property
+    def _auxiliary(self):
+        return bool(self.facet_loss_weight or self.routing_loss_weight)
+
+    def _outputs(self, logits, vectors, head_logits=None):
+        """What `call` returns: the logits, or with an auxiliary loss a dict of what the losses read.
+
+        `head_logits` (routing loss): each head's own logits, `[..., H, W]`,
+        full-softmax (`W = num_items + 1`, the target read at its id) or
+        sampled (`W = 1 + C`, the target in column 0, `"head_sampled": True`).
+        """
+        if not self._auxiliary:
             return logits
-        embedding = self.recommender.item_embedding
-        count = len(embedding.facet_labels)
-        rows = [embedding.facet_rows(k) for k in range(count)]
-        return {"logits": logits, "facet_logits": facet_logits(self.head.facet_queries(vectors, count), rows)}
+        outputs = {"logits": logits}
+        if self.facet_loss_weight:
+            embedding = self.recommender.item_embedding
+            count = len(embedding.facet_labels)
+            rows = [embedding.facet_rows(k) for k in range(count)]
+            outputs["facet_logits"] = facet_logits(self.head.facet_queries(vectors, count), rows)
+        if self.routing_loss_weight:
+            outputs["head_logits"] = head_logits
+            outputs["gates"] = vectors["gates"]
+        return outputs
+
+    def _full_head_logits(self, vectors, table):
+        """Each head's own full-softmax logits `[..., H, num_items + 1]`, only when the routing loss reads them."""
+        if not self.routing_loss_weight:
+            return None
+        return mask_padding_scores(score_items(vectors["head_users"], table))
 
     def _score_positions(self, features, item_table, training=None):
         """Full-softmax logits `[..., num_items + 1]` and the head's query vectors."""
         vectors = self.head.user_vectors(features, training=training)
         table = keras.ops.cast(item_table, vectors["user"].dtype)
-        return mask_padding_scores(score_items(vectors["user"], table)), vectors
+        return mask_padding_scores(score_items(vectors["user"], table)), vectors, self._full_head_logits(vectors, table)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The recommendation loss, plus `facet_loss_weight` times the facet loss (`facet_cross_entropy`)."""
+        """The recommendation loss, plus `facet_loss_weight` times the facet loss (`facet_cross_entropy`)
+        and `routing_loss_weight` times the routing loss (`mixture_routing_loss`)."""
         if not isinstance(y_pred, dict):
             return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred["logits"], sample_weight=sample_weight, training=training)
         targets = keras.ops.cast(y, "int32")
-        labels = [keras.ops.take(v, targets, axis=0) for v in self.recommender.item_embedding.facet_labels]
-        return loss + self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels)
+        if self.facet_loss_weight:
+            labels = [keras.ops.take(v, targets, axis=0) for v in self.recommender.item_embedding.facet_labels]
+            loss = loss + self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels)
+        if self.routing_loss_weight:
+            log_p = keras.ops.log_softmax(keras.ops.cast(y_pred["head_logits"], "float32"), axis=-1)  # [..., H, W]
+            if self.head_logits_sampled:  # the target in column 0
+                target_log_p = log_p[..., 0]
+            else:
+                index = keras.ops.broadcast_to(targets[..., None, None], (*keras.ops.shape(log_p)[:-1], 1))
+                target_log_p = keras.ops.take_along_axis(log_p, index, axis=-1)[..., 0]
+            loss = loss + self.routing_loss_weight * mixture_routing_loss(target_log_p, y_pred["gates"], targets)
+        return loss
+
+    head_logits_sampled = False  # `SampledSoftmaxTrainer`: head logits hold the target in column 0
 
 
 class AllPositionsTrainer(RecommenderTrainer):
@@ -116,7 +164,7 @@ class LastPositionTrainer(RecommenderTrainer):
 
     def call(self, inputs, training=None):
         features, item_table = self.encoder(inputs, training=training)
-        if not self.facet_loss_weight:
+        if not self._auxiliary:
             return self.head(features[:, -1:, :], item_table, training=training)
         return self._outputs(*self._score_positions(features[:, -1:, :], item_table, training=training))
 
@@ -136,11 +184,18 @@ class SampledSoftmaxTrainer(RecommenderTrainer):
     read). Compile it with `keras_fame.losses.SampledSoftmaxCrossEntropy`.
     """
 
+    head_logits_sampled = True
+
     def call(self, inputs, training=None):
         features, item_table = self.encoder(inputs["item_ids"], training=training)
         vectors = self.head.user_vectors(features, training=training)
-        logits = sampled_logits(
-            vectors["user"], keras.ops.cast(item_table, vectors["user"].dtype), inputs["targets"],
-            inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"],
+        table = keras.ops.cast(item_table, vectors["user"].dtype)
+        sampled = lambda user: sampled_logits(  # noqa: E731
+            user, table, inputs["targets"], inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"]
         )
-        return self._outputs(logits, vectors)
+        head_logits = None
+        if self.routing_loss_weight:  # each head against the same candidates, [b, t, H, 1 + C]
+            head_logits = keras.ops.stack(
+                [sampled(vectors["head_users"][..., h, :]) for h in range(self.head.num_heads)], axis=-2
+            )
+        return self._outputs(sampled(vectors["user"]), vectors, head_logits)
