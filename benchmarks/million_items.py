@@ -32,6 +32,7 @@ time and memory. With `--epochs` they say whether the model learnt the data.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -52,35 +53,54 @@ from keras_fame.experiments import provenance, write_json_atomic  # noqa: E402
 from keras_fame.data import SampledBatches  # noqa: E402
 from keras_fame.losses import SampledSoftmaxCrossEntropy  # noqa: E402
 from keras_fame.optimizers import OPTIMIZERS, make_optimizer  # noqa: E402
-from keras_fame.training import SampledSoftmaxTrainer  # noqa: E402
+from keras_fame.training import SampledSoftmaxTrainer, fit_with_early_stopping  # noqa: E402
 
 
 def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
 
 
-def train_epochs(trainer, model, sampled, validation, args):
-    """Full passes until `args.patience` epochs bring no better validation NDCG@10; keeps the best weights."""
-    epochs, best, best_weights, waited = [], -1.0, None, 0
-    for epoch in range(1, args.epochs + 1):
-        sampled.set_epoch(epoch - 1)  # each pass its own shuffle and negatives, whatever fit did at its end
-        start = time.perf_counter()
-        history = trainer.fit(sampled, epochs=1, verbose=0, shuffle=False)
-        seconds = time.perf_counter() - start
-        metrics = evaluate_model(model, validation, chunk_size=args.chunk_size)
-        epochs.append({"epoch": epoch, "train_seconds": round(seconds, 1),
-                       "loss": round(float(history.history["loss"][-1]), 4),
+class EpochRecord(keras.callbacks.Callback):
+    """Each epoch's loss and the process's peak memory; checkpointed with the run (`RESUME_STATE`)."""
+
+    RESUME_STATE = ("rows",)
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.rows.append({"epoch": epoch + 1, "loss": round(float(logs.get("loss", float("nan"))), 4),
+                          "peak_rss_gb": round(peak_rss_gb(), 2)})
+        print(f"     epoch {epoch + 1}: loss {self.rows[-1]['loss']}  val NDCG@10 {logs.get('val_ndcg@10', 0):.4f}  "
+              f"peak RSS {self.rows[-1]['peak_rss_gb']} GB", flush=True)
+
+
+def train_epochs(model, split, validation, args):
+    """Full passes with the sampled softmax until `args.patience` epochs bring no better validation NDCG@10.
+
+    `fit_with_early_stopping` on `split` with `validation` as its validation
+    users (ranked `args.chunk_size` items at a time): the best epoch's
+    weights are kept, and with `--checkpoint-dir` every finished epoch is
+    checkpointed, so a killed run continues from its last one. Returns the
+    per-epoch rows and the fit report.
+    """
+    record = EpochRecord()
+    report = fit_with_early_stopping(
+        model, dataclasses.replace(split, validation=validation), args.epochs, batch_size=args.batch_size,
+        patience=args.patience, seed=args.seed, verbose=0, negatives=args.negatives, sampler="uniform",
+        optimizer=args.optimizer, checkpoint_dir=args.checkpoint_dir, evaluation_chunk_size=args.chunk_size,
+        callbacks=[record],
+    )
+    memory = {row["epoch"]: row for row in record.rows}
+    epochs = []
+    for seconds, metrics in zip(report["seconds_per_epoch"], report["validation_history"]):
+        row = memory.get(metrics["epoch"], {})
+        epochs.append({"epoch": metrics["epoch"], "train_seconds": round(seconds, 1), "loss": row.get("loss"),
                        "val_ndcg@10": round(metrics["ndcg@10"], 4), "val_hr@10": round(metrics["hr@10"], 4),
-                       "peak_rss_gb": round(peak_rss_gb(), 2)})
-        print(f"     epoch {epoch}: {epochs[-1]}", flush=True)
-        if metrics["ndcg@10"] > best:
-            best, best_weights, waited = metrics["ndcg@10"], model.get_weights(), 0
-        else:
-            waited += 1
-            if waited >= args.patience:
-                break
-    model.set_weights(best_weights)
-    return epochs
+                       "peak_rss_gb": row.get("peak_rss_gb")})
+    return epochs, report
 
 
 def main(argv=None):
@@ -101,6 +121,8 @@ def main(argv=None):
     parser.add_argument("--model", choices=("sasrec", "fame"), default="sasrec")
     parser.add_argument("--epochs", type=int, help="full passes with validation and early stopping (not --steps)")
     parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--checkpoint-dir", help="with --epochs: checkpoint every epoch here and continue a killed run "
+                        "from its last finished epoch (removed when training ends)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     report = {**provenance(sys.argv if argv is None else ["million_items.py", *argv]), "settings": vars(args),
@@ -129,19 +151,22 @@ def main(argv=None):
         model = keras_fame.FAME(args.items, hidden_dim=64, num_heads=2, num_experts=4, max_len=50, dropout=0.2)
     else:
         model = keras_fame.SASRec(args.items, hidden_dim=64, num_heads=2, max_len=50, dropout=0.2)
-    trainer = SampledSoftmaxTrainer(model)
-    trainer.compile(optimizer=make_optimizer(args.optimizer, 1e-3), loss=SampledSoftmaxCrossEntropy())
-    batches = TrainingBatches(split.train_inputs, split.train_targets, batch_size=args.batch_size, seed=args.seed)
-    sampled = SampledBatches(batches, args.items, num_negatives=args.negatives, sampler="uniform", seed=args.seed)
     rng = np.random.default_rng(args.seed)
     if args.epochs:
         validation = split.validation.subset(
             np.sort(rng.choice(len(split.validation), size=min(args.eval_users, len(split.validation)), replace=False)))
-        report["epochs"] = train_epochs(trainer, model, sampled, validation, args)
+        report["epochs"], fitted = train_epochs(model, split, validation, args)
         best = max(report["epochs"], key=lambda e: e["val_ndcg@10"])
+        resumed = {"resumed_from_epoch": fitted["resumed_from_epoch"]} if "resumed_from_epoch" in fitted else {}
         stage("train", time.perf_counter() - start, epochs=len(report["epochs"]), best_epoch=best["epoch"],
-              best_val_ndcg_at_10=best["val_ndcg@10"], steps_per_epoch=len(sampled))
+              best_val_ndcg_at_10=best["val_ndcg@10"],
+              steps_per_epoch=len(TrainingBatches(split.train_inputs, split.train_targets, batch_size=args.batch_size)),
+              **resumed)
     else:
+        trainer = SampledSoftmaxTrainer(model)
+        trainer.compile(optimizer=make_optimizer(args.optimizer, 1e-3), loss=SampledSoftmaxCrossEntropy())
+        batches = TrainingBatches(split.train_inputs, split.train_targets, batch_size=args.batch_size, seed=args.seed)
+        sampled = SampledBatches(batches, args.items, num_negatives=args.negatives, sampler="uniform", seed=args.seed)
         history = trainer.fit(sampled, epochs=1, steps_per_epoch=min(args.steps, len(sampled)), verbose=0,
                               shuffle=False)
         seconds = time.perf_counter() - start

@@ -19,3 +19,35 @@ def test_clustered_catalogue_is_learnt_with_epochs_and_early_stopping(tmp_path, 
     evaluate = report["stages"]["evaluate"]
     assert evaluate["ndcg_at_10"] > 2 * evaluate["popularity_ndcg_at_10"], evaluate
     assert report["stages"]["export"]["served_equals_recommend"]
+
+
+def test_a_killed_epochs_run_continues_from_its_last_finished_epoch(tmp_path, load_script, monkeypatch):
+    bench = load_script("benchmarks/million_items.py")
+    import keras
+
+    argv = ["--users", "1500", "--items", "200", "--data", "clustered", "--cluster-size", "10", "--stay", "0.95",
+            "--model", "sasrec", "--epochs", "3", "--patience", "3", "--eval-users", "300", "--chunk-size", "64",
+            "--batch-size", "128", "--negatives", "16", "--checkpoint-dir", str(tmp_path / "ckpt")]
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt("killed in epoch 3")
+
+    fit = bench.fit_with_early_stopping
+    monkeypatch.setattr(bench, "fit_with_early_stopping",
+                        lambda *a, **k: fit(*a, **{**k, "callbacks": [*k["callbacks"], Kill()]}))
+    try:
+        bench.main([*argv, "--out", str(tmp_path / "killed.json")])
+    except KeyboardInterrupt:
+        pass
+    assert (tmp_path / "ckpt" / "latest").is_file()
+    monkeypatch.setattr(bench, "fit_with_early_stopping", fit)
+    out = tmp_path / "resumed.json"
+    assert bench.main([*argv, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["stages"]["train"]["resumed_from_epoch"] == 2
+    # The two epochs before the kill keep their records, loss and memory included, and the third follows.
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2, 3]
+    assert all(e["loss"] > 0 and e["peak_rss_gb"] > 0 and e["train_seconds"] > 0 for e in report["epochs"])
+    assert not (tmp_path / "ckpt").exists()  # removed when training ends

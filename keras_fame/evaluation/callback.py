@@ -23,6 +23,10 @@ class FullRankingEvaluation(keras.callbacks.Callback):
         exclude_history: protocol, see `keras_fame.evaluation.ranking`.
         prefix: metric name prefix.
         batch_size: users per scoring batch.
+        chunk_size: optional int, item columns scored at once
+            (`target_rank_model(model, chunk_size)`): memory `batch_size x
+            chunk_size` scores instead of `batch_size x (num_items + 1)`.
+            Defaults to None (all at once).
         verbose: print the metrics after each evaluation.
 
     Attributes:
@@ -40,6 +44,7 @@ class FullRankingEvaluation(keras.callbacks.Callback):
         prefix="val_",
         batch_size=256,
         verbose=1,
+        chunk_size=None,
     ):
         super().__init__()
         self.evaluation_set = evaluation_set
@@ -48,6 +53,7 @@ class FullRankingEvaluation(keras.callbacks.Callback):
         self.exclude_history = exclude_history
         self.prefix = prefix
         self.batch_size = batch_size
+        self.chunk_size = chunk_size
         self.verbose = verbose
         self.history = []
         self._latest = None
@@ -57,7 +63,7 @@ class FullRankingEvaluation(keras.callbacks.Callback):
         from keras_fame.evaluation.device_ranking import target_rank_model
 
         # A trainer (`keras_fame.training`) wraps the model it trains: rank with that model.
-        self._ranks = target_rank_model(getattr(self.model, "recommender", self.model))
+        self._ranks = target_rank_model(getattr(self.model, "recommender", self.model), self.chunk_size)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}

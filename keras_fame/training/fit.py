@@ -46,6 +46,7 @@ def fit_with_early_stopping(
     facet_loss_weight=0.0,
     head_diagnostics_users=0,
     routing_loss_weight=0.0,
+    evaluation_chunk_size=None,
 ):
     """Trains `model` with `fit` until the validation `monitor` stops improving.
 
@@ -68,7 +69,10 @@ def fit_with_early_stopping(
     `sampler` per batch, log-Q corrected) instead of the full softmax; the
     validation still ranks every item. Extra `callbacks` run after the
     validation, so their `logs` hold its `val_*` metrics (e.g. one that
-    stops at a target). The report's `validation_history` lists every
+    stops at a target); one with a `RESUME_STATE` tuple of attribute names
+    has them checkpointed too. `evaluation_chunk_size` scores that many
+    items at a time in the validation (`FullRankingEvaluation(chunk_size=)`;
+    None: all at once). The report's `validation_history` lists every
     validated epoch's metrics. `facet_loss_weight > 0` (a model built with
     `item_facets`) adds that times the auxiliary facet loss
     (`keras_fame.losses.facet_cross_entropy`) to the training loss, through
@@ -107,7 +111,8 @@ def fit_with_early_stopping(
         model.compile(optimizer=optimizer, loss=loss)
     timer = EpochTimer()
     evaluation = FullRankingEvaluation(
-        split.validation, every_n_epochs=every_n_epochs, exclude_history=exclude_history, verbose=verbose
+        split.validation, every_n_epochs=every_n_epochs, exclude_history=exclude_history, verbose=verbose,
+        chunk_size=evaluation_chunk_size,
     )
     stopper = keras.callbacks.EarlyStopping(
         monitor=monitor, mode="max", patience=patience, restore_best_weights=True, verbose=verbose
@@ -132,7 +137,10 @@ def fit_with_early_stopping(
     callbacks[callbacks.index(stopper):callbacks.index(stopper)] = extra  # after the validation, before stopping
     checkpoint = None
     if checkpoint_dir is not None:
-        checkpoint = TrainingCheckpoint(checkpoint_dir, callbacks=[timer, evaluation, stopper, *([diagnostics] if diagnostics else [])])
+        stateful = [c for c in extra if c is not diagnostics and getattr(c, "RESUME_STATE", ())]
+        checkpoint = TrainingCheckpoint(
+            checkpoint_dir, callbacks=[timer, evaluation, stopper, *([diagnostics] if diagnostics else []), *stateful]
+        )
         callbacks.append(checkpoint)
     start = time.perf_counter()
     # shuffle=False: `TrainingBatches` shuffles rows and batch order itself, from (seed, epoch);
