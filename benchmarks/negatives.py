@@ -60,16 +60,23 @@ def run(loss, seed, epochs, data_dir=None, out_dir=OUT, checkpoint_root=CHECKPOI
 
 
 def table(out_dir=OUT):
-    """Markdown: best validation NDCG@10 per loss, mean ± std over seeds, and its ratio to the full softmax."""
-    rows = {}
+    """Markdown: best validation NDCG@10 per loss, mean ± std over seeds, its ratio to the full softmax, s/epoch.
+
+    The seconds are the median training epoch (evaluation excluded) over the
+    loss's runs; runs share the machine with other work, so only their
+    order of magnitude is comparable.
+    """
+    rows, seconds = {}, {}
     for name in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
         if name.endswith(".json"):
             with open(os.path.join(out_dir, name)) as f:
                 row = json.load(f)
             rows.setdefault(row["loss"], {})[row["seed"]] = row["best_validation_ndcg@10"]
+            seconds.setdefault(row["loss"], []).extend(row["seconds_per_epoch"])
     if "full" not in rows:
         return ""
-    lines = ["| loss | seeds | best validation NDCG@10 | ratio to the full softmax (paired by seed) |", "|---|---|---|---|"]
+    lines = ["| loss | seeds | best validation NDCG@10 | ratio to the full softmax (paired by seed) | median s/epoch |",
+             "|---|---|---|---|---|"]
     for loss in LOSSES:
         if loss not in rows:
             continue
@@ -79,7 +86,8 @@ def table(out_dir=OUT):
         ratios = np.array([rows[loss][s] / rows["full"][s] for s in paired])
         spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else " (1 seed)"
         ratio = f"{ratios.mean():.3f}" + (f" ± {ratios.std(ddof=1):.3f}" if len(ratios) > 1 else "")
-        lines.append(f"| {loss} | {','.join(map(str, seeds))} | {values.mean():.4f}{spread} | {ratio} |")
+        lines.append(f"| {loss} | {','.join(map(str, seeds))} | {values.mean():.4f}{spread} | {ratio} | "
+                     f"{np.median(seconds[loss]):.0f} |")
     return "\n".join(lines)
 
 

@@ -19,4 +19,5 @@ def test_each_loss_runs_and_the_table_reports_the_ratio(load_script, tmp_path):
     md = bench.table(str(out))
     full = json.loads((out / "full-seed0.json").read_text())["best_validation_ndcg@10"]
     mixed = json.loads((out / "mixed256-seed0.json").read_text())["best_validation_ndcg@10"]
-    assert f"| mixed256 | 0 | {mixed:.4f} (1 seed) | {mixed / full:.3f} |" in md
+    seconds = json.loads((out / "mixed256-seed0.json").read_text())["seconds_per_epoch"][0]
+    assert f"| mixed256 | 0 | {mixed:.4f} (1 seed) | {mixed / full:.3f} | {seconds:.0f} |" in md
