@@ -86,6 +86,26 @@ class MaskedSoftmaxCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "excluded_items": self.excluded_items}
 
 
+def replica_share(value):
+    """A scalar loss term divided by the number of `tf.distribute` replicas (unchanged elsewhere).
+
+    Keras scales the losses it sums itself (a `keras.losses.Loss`, `add_loss`)
+    this way under a TensorFlow strategy, then multiplies the reported value
+    back and sums the replicas' gradients; a term a trainer adds in
+    `compute_loss` must be scaled too, or it counts once per replica. JAX's
+    `keras.distribution` computes the global batch's loss, so nothing is
+    scaled there. (Keras' own helper, `scale_loss_for_distribution`, is not
+    public API.)
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            value = value * ops.cast(1.0 / replicas, value.dtype)
+    return value
+
+
 def facet_cross_entropy(facet_logits, facet_targets):
     """The auxiliary facet loss: mean over facets of the softmax CE of each target's facet label (ours).
 

@@ -177,3 +177,44 @@ def test_the_command_line_trains_under_a_mirrored_strategy(tmp_path):
 def test_tensorflow_mirrored_strategy_on_two_logical_cpus(tmp_path):
     pytest.importorskip("tensorflow")
     _run(TF_SCRIPT, "tensorflow", tmp_path)
+
+
+AUXILIARY_SCRIPT = textwrap.dedent(
+    """
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np, keras, keras_fame
+    from keras_fame.losses import MaskedSoftmaxCrossEntropy
+    from keras_fame.training import AllPositionsTrainer
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 41, size=(64, 8)).astype("int32")
+    y = np.roll(x, -1, axis=1)
+    facets = [rng.integers(0, 5, 41).astype("int32"), rng.integers(0, 7, 41).astype("int32")]
+
+    def build():
+        model = keras_fame.FAME(40, hidden_dim=16, num_heads=2, num_experts=2, max_len=8, dropout=0.0,
+                                item_facets=facets)
+        trainer = AllPositionsTrainer(model, facet_loss_weight=0.7, routing_loss_weight=0.5)
+        trainer.compile(optimizer="sgd", loss=MaskedSoftmaxCrossEntropy())
+        return model, trainer
+
+    keras.utils.set_random_seed(0)
+    reference, trainer = build()
+    reference.save_weights("{weights}")
+    halves = [float(trainer.test_on_batch(x[:32], y[:32])), float(trainer.test_on_batch(x[32:], y[32:]))]
+    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+        model, trainer = build()
+        model.load_weights("{weights}")
+    mirrored = trainer.evaluate(x, y, batch_size=64, verbose=0)
+    # Each replica's auxiliary terms count once: the mean of the halves, not the terms twice.
+    assert abs(mirrored - np.mean(halves)) < 1e-4, (mirrored, halves)
+    print("DIST-OK")
+    """
+)
+
+
+def test_auxiliary_losses_count_once_under_a_mirrored_strategy(tmp_path):
+    pytest.importorskip("tensorflow")
+    _run(AUXILIARY_SCRIPT, "tensorflow", tmp_path)

@@ -19,6 +19,7 @@ from keras_fame.losses import (  # noqa: F401
     MaskedSoftmaxCrossEntropy,
     facet_cross_entropy,
     mixture_routing_loss,
+    replica_share,
     sampled_logits,
 )
 from keras_fame.models.retrieval import facet_logits
@@ -115,7 +116,7 @@ class RecommenderTrainer(keras.Model):
         targets = keras.ops.cast(y, "int32")
         if self.facet_loss_weight:
             labels = [keras.ops.take(v, targets, axis=0) for v in self.recommender.item_embedding.facet_labels]
-            loss = loss + self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels)
+            loss = loss + replica_share(self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels))
         if self.routing_loss_weight:
             log_p = keras.ops.log_softmax(keras.ops.cast(y_pred["head_logits"], "float32"), axis=-1)  # [..., H, W]
             if self.head_logits_sampled:  # the target in column 0
@@ -123,7 +124,8 @@ class RecommenderTrainer(keras.Model):
             else:
                 index = keras.ops.broadcast_to(targets[..., None, None], (*keras.ops.shape(log_p)[:-1], 1))
                 target_log_p = keras.ops.take_along_axis(log_p, index, axis=-1)[..., 0]
-            loss = loss + self.routing_loss_weight * mixture_routing_loss(target_log_p, y_pred["gates"], targets)
+            route = mixture_routing_loss(target_log_p, y_pred["gates"], targets)
+            loss = loss + replica_share(self.routing_loss_weight * route)
         return loss
 
     head_logits_sampled = False  # `SampledSoftmaxTrainer`: head logits hold the target in column 0
