@@ -45,6 +45,8 @@ class RecommenderTrainer(keras.Model):
             Defaults to 0.
     """
 
+    head_logits_sampled = False  # True where the routing loss's head logits hold the target in column 0
+
     def __init__(self, recommender, facet_loss_weight=0.0, routing_loss_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         features, item_table, head = recommender._head_wiring
@@ -80,7 +82,7 @@ class RecommenderTrainer(keras.Model):
 
         `head_logits` (routing loss): each head's own logits, `[..., H, W]`,
         full-softmax (`W = num_items + 1`, the target read at its id) or
-        sampled (`W = 1 + C`, the target in column 0, `"head_sampled": True`).
+        sampled (`W = 1 + C`, the target in column 0: `head_logits_sampled`).
         """
         if not self._auxiliary:
             return logits
@@ -127,8 +129,6 @@ class RecommenderTrainer(keras.Model):
             route = mixture_routing_loss(target_log_p, y_pred["gates"], targets)
             loss = loss + replica_share(self.routing_loss_weight * route)
         return loss
-
-    head_logits_sampled = False  # `SampledSoftmaxTrainer`: head logits hold the target in column 0
 
 
 class AllPositionsTrainer(RecommenderTrainer):
