@@ -153,9 +153,9 @@ def scaling_section():
         return ""
     lines = [f"`{report['command']}` (commit {(report.get('git') or {}).get('commit', '?')[:10]}, "
              f"{report['machine']['cpu']}, {report['machine']['cpu_count']} cores):", "",
-             "| optimizer | items | median step (ms) |", "|---|---|---|"]
-    lines += [f"| {row['optimizer']} | {row['num_items']:,} | {row['median_step_seconds'] * 1e3:.0f} |"
-              for row in report["rows"]]
+             "| optimizer | item facets | items | median step (ms) |", "|---|---|---|---|"]
+    lines += [f"| {row['optimizer']} | {row.get('facets', 0)} | {row['num_items']:,} | "
+              f"{row['median_step_seconds'] * 1e3:.0f} |" for row in report["rows"]]
     ratios = ", ".join(f"{name} {ratio:.2f}" for name, ratio in report["ratio_largest_to_smallest"].items())
     lines.append(f"\nRatio of the largest to the smallest catalogue's step: {ratios}. The pairs take turns step by "
                  "step, so the ratios hold while other work shares the machine; the absolute milliseconds do not.")

@@ -10,7 +10,9 @@ of `--batch` random histories of length 50 and `--candidates` uniform negatives;
 turn, and the median wall time of each pair's calls. FAME's projection `W_f` sits on the query side
 (`keras_fame.models.retrieval`), so a step reads only the rows it scores; with Adam what still grows with
 the catalogue is the optimizer's dense update of the `[V, d]` item table (its moments decay on every
-row), which `LazyAdam` removes. Prints the table and, per optimizer, the ratio of the largest to the
+row), which `LazyAdam` removes. `--facets 0 2` also times FAME with 2 item facets (random labels, 100
+per facet, fused by slices): the step then fuses only the rows it reads (`ItemEmbedding.rows`), so the
+facets should not make it grow with the catalogue either. Prints the table and, per optimizer, the ratio of the largest to the
 smallest catalogue's step; times are ratios within one run (another process on the machine changes
 absolute seconds; taking turns spreads its effect over every pair).
 """
@@ -49,8 +51,11 @@ class _OneBatch:
         return self.inputs, self.targets
 
 
-def training_step(num_items, batch, candidates, warmup, optimizer="adam", seed=0):
-    """A warmed-up `() -> None` that runs one sampled-softmax step of a fresh FAME over `num_items` items."""
+def training_step(num_items, batch, candidates, warmup, optimizer="adam", seed=0, facets=0):
+    """A warmed-up `() -> None` that runs one sampled-softmax step of a fresh FAME over `num_items` items.
+
+    `facets > 0`: the FAME holds that many item facets, 100 random labels each.
+    """
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, num_items + 1, size=(batch, 51)).astype("int32")
@@ -58,7 +63,8 @@ def training_step(num_items, batch, candidates, warmup, optimizer="adam", seed=0
     data = SampledBatches(_OneBatch(inputs, targets), num_items, num_negatives=candidates, sampler="uniform",
                           item_counts=np.ones(num_items + 1))
     x, y = data[0]
-    model = keras_fame.FAME(num_items, hidden_dim=64, num_heads=2, num_experts=4, max_len=50)
+    item_facets = [rng.integers(0, 101, num_items + 1).astype("int32") for _ in range(facets)] or None
+    model = keras_fame.FAME(num_items, hidden_dim=64, num_heads=2, num_experts=4, max_len=50, item_facets=item_facets)
     trainer = SampledSoftmaxTrainer(model)
     trainer.compile(optimizer=make_optimizer(optimizer, 1e-3), loss=SampledSoftmaxCrossEntropy())
     for _ in range(warmup):
@@ -89,23 +95,30 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=["adam", "lazy_adam"])
+    parser.add_argument("--facets", type=int, nargs="+", default=[0],
+                        help="numbers of item facets to time (0: none); each a divisor of d = 64")
     parser.add_argument("--out", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if min(args.items) < 2 or min(args.batch, args.candidates, args.steps) < 1 or args.warmup < 0:
         parser.error("--items >= 2, --batch/--candidates/--steps >= 1 and --warmup >= 0")
-    combos = [(optimizer, num_items) for optimizer in args.optimizers for num_items in args.items]
-    steps = [training_step(num_items, args.batch, args.candidates, args.warmup, optimizer)
-             for optimizer, num_items in combos]
+    if any(k < 0 or 64 % max(k, 1) for k in args.facets):
+        parser.error(f"--facets {args.facets}: each must be 0 or a divisor of d = 64")
+    combos = [(optimizer, facets, num_items) for optimizer in args.optimizers for facets in args.facets
+              for num_items in args.items]
+    steps = [training_step(num_items, args.batch, args.candidates, args.warmup, optimizer, facets=facets)
+             for optimizer, facets, num_items in combos]
     medians = interleaved_median_seconds(steps, args.steps)
-    rows = [{"optimizer": optimizer, "num_items": num_items, "median_step_seconds": seconds}
-            for (optimizer, num_items), seconds in zip(combos, medians)]
+    rows = [{"optimizer": optimizer, "facets": facets, "num_items": num_items, "median_step_seconds": seconds}
+            for (optimizer, facets, num_items), seconds in zip(combos, medians)]
     ratios = {}
     for optimizer in args.optimizers:
-        mine = [row for row in rows if row["optimizer"] == optimizer]
-        for row in mine:
-            print(f"{optimizer:>9} {row['num_items']:>9} items: {row['median_step_seconds'] * 1e3:8.1f} ms per step")
-        ratios[optimizer] = mine[-1]["median_step_seconds"] / mine[0]["median_step_seconds"]
-        print(f"{optimizer}: step({mine[-1]['num_items']}) / step({mine[0]['num_items']}) = {ratios[optimizer]:.2f}")
+        for facets in args.facets:
+            name = optimizer if facets == 0 else f"{optimizer}, {facets} facets"
+            mine = [row for row in rows if row["optimizer"] == optimizer and row["facets"] == facets]
+            for row in mine:
+                print(f"{name:>20} {row['num_items']:>9} items: {row['median_step_seconds'] * 1e3:8.1f} ms per step")
+            ratios[name] = mine[-1]["median_step_seconds"] / mine[0]["median_step_seconds"]
+            print(f"{name}: step({mine[-1]['num_items']}) / step({mine[0]['num_items']}) = {ratios[name]:.2f}")
     if args.out:
         write_json_atomic(args.out, {**provenance(sys.argv if argv is None else ["sampled_step_scaling.py", *argv]),
                                      "settings": {k: v for k, v in vars(args).items() if k != "out"},

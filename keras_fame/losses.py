@@ -182,7 +182,10 @@ def sampled_logits(user, items, targets, candidates, candidate_log_q=None, targe
 
     Args:
         user: `[batch, seq, D]` user vectors at every position.
-        items: `[num_items + 1, D]` item vectors.
+        items: `[num_items + 1, D]` item vectors, or a callable from int ids
+            (any shape) to their rows `[..., D]` (e.g.
+            `ItemEmbedding.rows`: only the target and candidate rows are
+            built).
         targets: int `[batch, seq]` (0 = padding).
         candidates: int `[C]` shared by the batch (0 = none, masked).
         candidate_log_q, target_log_q: optional log sampling probabilities,
@@ -190,8 +193,9 @@ def sampled_logits(user, items, targets, candidates, candidate_log_q=None, targe
     """
     targets = ops.cast(targets, "int32")
     candidates = ops.cast(candidates, "int32")
-    positive = ops.sum(user * ops.take(items, targets, axis=0), axis=-1, keepdims=True)  # [b, t, 1]
-    negative = ops.einsum("btd,cd->btc", user, ops.take(items, candidates, axis=0))  # [b, t, C]
+    rows = items if callable(items) else (lambda ids: ops.take(items, ids, axis=0))
+    positive = ops.sum(user * rows(targets), axis=-1, keepdims=True)  # [b, t, 1]
+    negative = ops.einsum("btd,cd->btc", user, rows(candidates))  # [b, t, C]
     if target_log_q is not None:
         positive = positive - ops.cast(target_log_q, positive.dtype)[..., None]
     if candidate_log_q is not None:

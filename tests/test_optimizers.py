@@ -98,8 +98,9 @@ def test_make_optimizer_by_name_and_serialisation():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="row-sparse gradients are TensorFlow's")
+@pytest.mark.parametrize("facets", [False, True])
 @pytest.mark.parametrize("optimizer", ["lazy_adam", "adam"])
-def test_sampled_softmax_step_with_lazy_adam_leaves_unsampled_items_alone(optimizer):
+def test_sampled_softmax_step_with_lazy_adam_leaves_unsampled_items_alone(optimizer, facets):
     import keras_fame
     from keras_fame.data.sampled_batches import SampledBatches
     from keras_fame.losses import SampledSoftmaxCrossEntropy
@@ -118,7 +119,10 @@ def test_sampled_softmax_step_with_lazy_adam_leaves_unsampled_items_alone(optimi
     # Step 0 sees items 1..39 only, step 1 items 40..79 only (in-batch negatives: no other item is scored).
     ids = [rng.integers(1, 40, size=(8, 9)).astype("int32"), rng.integers(40, 80, size=(8, 9)).astype("int32")]
     data = SampledBatches(Batches(), num_items, num_negatives=1, sampler="in_batch", item_counts=np.ones(num_items + 1))
-    model = keras_fame.FAME(num_items, hidden_dim=8, num_heads=2, num_experts=2, max_len=8)
+    # With facets the fused rows are gathered, never the whole fused table: the gradient stays row-sparse.
+    item_facets = [rng.integers(0, 6, num_items + 1).astype("int32"), rng.integers(0, 9, num_items + 1).astype("int32")]
+    model = keras_fame.FAME(num_items, hidden_dim=8, num_heads=2, num_experts=2, max_len=8,
+                            item_facets=item_facets if facets else None)
     trainer = SampledSoftmaxTrainer(model)
     trainer.compile(optimizer=make_optimizer(optimizer, 0.01), loss=SampledSoftmaxCrossEntropy())
     table = model.item_embedding.item_embeddings

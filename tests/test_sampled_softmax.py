@@ -59,15 +59,18 @@ def test_log_q_correction_shifts_each_logit_by_its_log_probability():
     assert corrected[0, 0, 2] < -1e8 and corrected[1, 0, 2] > -1e8
 
 
-@pytest.mark.parametrize("kind", ["sasrec", "fame"])
+@pytest.mark.parametrize("kind", ["sasrec", "fame", "fame_facets"])
 def test_all_items_as_candidates_is_the_full_softmax(kind):
     data, _ = planted_facets(num_users=60, seed=0)
     split = leave_one_out(data, max_len=10)
     keras.utils.set_random_seed(0)
     if kind == "sasrec":
         model = keras_fame.SASRec(data.num_items, hidden_dim=8, num_heads=2, max_len=10)
-    else:
-        model = keras_fame.FAME(data.num_items, hidden_dim=8, num_heads=2, num_experts=2, max_len=10)
+    else:  # with facets the sampled path fuses only the rows it reads (`ItemEmbedding.rows`)
+        rng = np.random.default_rng(1)
+        facets = [rng.integers(0, 4, data.num_items + 1), rng.integers(0, 6, data.num_items + 1)]
+        model = keras_fame.FAME(data.num_items, hidden_dim=8, num_heads=2, num_experts=2, max_len=10,
+                                item_facets=facets if kind == "fame_facets" else None)
     x, y = TrainingBatches(split.train_inputs, split.train_targets, 32)[0]
     full = float(MaskedSoftmaxCrossEntropy()(y, model(x, training=False)))
     inputs = {

@@ -243,11 +243,21 @@ class ItemEmbedding(keras.layers.Layer):
 
     def facet_table(self):
         """What the facets add to every item's row, `[num_items + 1, hidden_dim]`."""
+        return self._fuse(self._facet_parts())
+
+    def _facet_parts(self, item_ids=None):
+        """Per facet, the label embeddings of `item_ids` (all items if None), `[..., facet_width]`; 0 at no label."""
         parts = []
         for labels, embeddings in zip(self.facet_labels, self.facet_embeddings):
             labels = ops.convert_to_tensor(labels)
-            part = ops.take(embeddings, labels, axis=0)
-            parts.append(part * ops.cast(labels > 0, part.dtype)[:, None])
+            if item_ids is not None:
+                labels = ops.take(labels, item_ids, axis=0)  # padding: item 0, label 0
+            part = ops.take(ops.convert_to_tensor(embeddings), labels, axis=0)
+            parts.append(part * ops.cast(labels > 0, part.dtype)[..., None])
+        return parts
+
+    def _fuse(self, parts):
+        """The facet parts as rows of the item space: concatenated (`"slice"`) or summed (`"sum"`)."""
         if self.facet_fusion == "slice":
             return ops.concatenate(parts, axis=-1)
         total = parts[0]
@@ -261,12 +271,7 @@ class ItemEmbedding(keras.layers.Layer):
         `item_ids` are the window `call` embeds (sanitised, newest `max_len`).
         For facet attention (`MoEQueryAttention(facet_dims=...)`).
         """
-        out = []
-        for labels, embeddings in zip(self.facet_labels, self.facet_embeddings):
-            sequence_labels = ops.take(ops.convert_to_tensor(labels), item_ids, axis=0)  # padding: item 0, label 0
-            part = ops.take(ops.convert_to_tensor(embeddings), sequence_labels, axis=0)
-            out.append(ops.cast(part * ops.cast(sequence_labels > 0, part.dtype)[..., None], self.compute_dtype))
-        return out
+        return [ops.cast(part, self.compute_dtype) for part in self._facet_parts(item_ids)]
 
     def call(self, item_ids, training=None, return_facet_sequences=False):
         item_ids = sanitize_item_ids(item_ids, self.num_items)[:, -self.max_len :]
@@ -274,13 +279,44 @@ class ItemEmbedding(keras.layers.Layer):
         width = ops.shape(item_ids)[1]
         positions = ops.arange(self.max_len - width, self.max_len, dtype="int32")
         table = self.item_table(training=training)
-        embedded = ops.take(table, item_ids, axis=0)
+        if training and self.offset_dropout:
+            embedded = ops.take(table, item_ids, axis=0)  # the rows of this call's one offset draw
+        else:
+            # Only the window's rows: where the table output is not read (a sampled softmax), no [V, d] work.
+            embedded = self.rows(item_ids)
         embedded = embedded + ops.take(ops.convert_to_tensor(self.position_embeddings), positions, axis=0)[None]
         embedded = self.embedding_dropout(self.norm(ops.cast(embedded, self.compute_dtype)), training=training)
         embedded = embedded * ops.cast(padding_mask, embedded.dtype)[..., None]
         if return_facet_sequences:
             return embedded, table, padding_mask, self.facet_sequences(item_ids)
         return embedded, table, padding_mask
+
+    def rows(self, item_ids, training=False):
+        """The rows of `item_table(training)` at `item_ids` (int, any shape), `[..., d]`, reading only those rows.
+
+        Equal to `take(item_table(training), item_ids)`: each row is its ID
+        row (norm-bounded with `offset_max_norm`), plus its content row and
+        its facet labels' embeddings, gathered per id, so the cost grows
+        with the ids asked for, not with the catalogue, and the gradient of
+        the ID table stays row-sparse. With `training=True` and
+        `offset_dropout` the offsets' random draw covers the whole table at
+        once, so those rows are taken from `item_table(training=True)`.
+        """
+        item_ids = ops.cast(item_ids, "int32")
+        if training and self.offset_dropout:
+            return ops.take(self.item_table(training=True), item_ids, axis=0)
+        rows = ops.take(ops.convert_to_tensor(self.item_embeddings), item_ids, axis=0)
+        if self.offset_max_norm is not None:
+            norms = ops.sqrt(ops.sum(ops.square(rows), axis=-1, keepdims=True))
+            rows = rows * ops.minimum(1.0, self.offset_max_norm / ops.maximum(norms, 1e-12))
+        if self.item_content:
+            content = ops.take(ops.convert_to_tensor(self.content_embeddings), item_ids, axis=0)
+            if self.learn_content_scale:
+                content = content * ops.cast(self.content_scale, content.dtype)
+            rows = rows + content
+        if self.facet_vocab_sizes:
+            rows = rows + ops.cast(self._fuse(self._facet_parts(item_ids)), rows.dtype)
+        return rows
 
     def item_table(self, training=False):
         """The `[num_items + 1, d]` table the model embeds and scores with.

@@ -181,9 +181,11 @@ class SampledSoftmaxTrainer(RecommenderTrainer):
 
     Takes `keras_fame.data.SampledBatches`' input dict and returns
     `keras_fame.losses.sampled_logits` of the head's `user` vectors at
-    every position against the gathered rows of the item table (FAME's
-    projection sits on the query side, so only the candidates' rows are
-    read). Compile it with `keras_fame.losses.SampledSoftmaxCrossEntropy`.
+    every position against the targets' and candidates' rows of the item
+    table (FAME's projection sits on the query side, and
+    `ItemEmbedding.rows` fuses facets and content into those rows only, so
+    no `[num_items + 1, d]` table is built per step). Compile it with
+    `keras_fame.losses.SampledSoftmaxCrossEntropy`.
     """
 
     head_logits_sampled = True
@@ -191,9 +193,14 @@ class SampledSoftmaxTrainer(RecommenderTrainer):
     def call(self, inputs, training=None):
         features, item_table = self.encoder(inputs["item_ids"], training=training)
         vectors = self.head.user_vectors(features, training=training)
-        table = keras.ops.cast(item_table, vectors["user"].dtype)
+        dtype = vectors["user"].dtype
+        embedding = self.recommender.item_embedding
+        if training and embedding.offset_dropout:
+            items = keras.ops.cast(item_table, dtype)  # this step's one offset draw, shared with the input side
+        else:  # only the targets' and candidates' rows: no [V, d] table is built (compiled graphs drop it)
+            items = lambda ids: keras.ops.cast(embedding.rows(ids), dtype)  # noqa: E731
         sampled = lambda user: sampled_logits(  # noqa: E731
-            user, table, inputs["targets"], inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"]
+            user, items, inputs["targets"], inputs["candidates"], inputs["candidate_log_q"], inputs["target_log_q"]
         )
         head_logits = None
         if self.routing_loss_weight:  # each head against the same candidates, [b, t, H, 1 + C]

@@ -117,3 +117,33 @@ def test_slice_fusion_needs_a_divisible_width():
         ItemEmbedding(num_items=10, hidden_dim=8, max_len=6, facet_vocab_sizes=[3, 2, 2], facet_fusion="slice")
     with pytest.raises(ValueError, match="facet_fusion='mean'"):
         ItemEmbedding(num_items=10, hidden_dim=8, max_len=6, facet_vocab_sizes=[3], facet_fusion="mean")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"facet_fusion": "slice"},
+        {"facet_fusion": "sum"},
+        {"item_content": True, "offset_max_norm": 0.01, "learn_content_scale": True, "row_multiple": 4},
+        {"item_content": True, "offset_dropout": 0.5, "seed": 1},  # rows of the non-training table
+    ],
+)
+def test_rows_are_the_tables_rows_read_one_id_at_a_time(kwargs):
+    facets = "facet_fusion" in kwargs
+    layer = _facet_layer(kwargs["facet_fusion"]) if facets else ItemEmbedding(num_items=10, hidden_dim=8, max_len=6, **kwargs)
+    if not facets:
+        layer.build((None, 4))
+    rng = np.random.default_rng(0)
+    for weight in layer.weights:
+        if weight.dtype == "float32":  # content and offsets away from their zero start
+            weight.assign(rng.normal(scale=0.02, size=weight.shape).astype("float32"))
+    ids = np.array([[0, 3, 3, 10], [1, 2, 9, 4]], "int32")  # repeats and the padding id
+    np.testing.assert_array_equal(np.asarray(layer.rows(ids)), np.asarray(layer.item_table())[ids])
+    # `call` embeds the window through `rows`: the same as through the whole table (its old path).
+    embedded, _, _ = layer(ids)
+    reference = ItemEmbedding.from_config(layer.get_config())
+    reference.build((None, 4))
+    reference.set_weights(layer.get_weights())
+    reference.rows = lambda item_ids, training=False: np.asarray(reference.item_table())[np.asarray(item_ids)]
+    np.testing.assert_array_equal(np.asarray(embedded), np.asarray(reference(ids)[0]))
