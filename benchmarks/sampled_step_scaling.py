@@ -18,7 +18,6 @@ absolute seconds; taking turns spreads its effect over every pair).
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
