@@ -279,7 +279,7 @@ class ItemEmbedding(keras.layers.Layer):
         width = ops.shape(item_ids)[1]
         positions = ops.arange(self.max_len - width, self.max_len, dtype="int32")
         table = self.item_table(training=training)
-        if training and self.offset_dropout:
+        if self.draws_whole_table(training):
             embedded = ops.take(table, item_ids, axis=0)  # the rows of this call's one offset draw
         else:
             # Only the window's rows: where the table output is not read (a sampled softmax), no [V, d] work.
@@ -291,20 +291,26 @@ class ItemEmbedding(keras.layers.Layer):
             return embedded, table, padding_mask, self.facet_sequences(item_ids)
         return embedded, table, padding_mask
 
-    def rows(self, item_ids, training=False):
-        """The rows of `item_table(training)` at `item_ids` (int, any shape), `[..., d]`, reading only those rows.
+    def draws_whole_table(self, training):
+        """True where a call's rows must come from its one `item_table(training)`, not from `rows`.
 
-        Equal to `take(item_table(training), item_ids)`: each row is its ID
-        row (norm-bounded with `offset_max_norm`), plus its content row and
-        its facet labels' embeddings, gathered per id, so the cost grows
-        with the ids asked for, not with the catalogue, and the gradient of
-        the ID table stays row-sparse. With `training=True` and
-        `offset_dropout` the offsets' random draw covers the whole table at
-        once, so those rows are taken from `item_table(training=True)`.
+        That is training with `offset_dropout`: the offsets' random draw
+        covers the whole table at once, and the input side and the scored
+        rows must share it.
+        """
+        return bool(training and self.offset_dropout)
+
+    def rows(self, item_ids):
+        """The rows of `item_table()` at `item_ids` (int, any shape), `[..., d]`, reading only those rows.
+
+        Equal to `take(item_table(), item_ids)`: each row is its ID row
+        (norm-bounded with `offset_max_norm`), plus its content row and its
+        facet labels' embeddings, gathered per id, so the cost grows with
+        the ids asked for, not with the catalogue, and the gradient of the
+        ID table stays row-sparse. No offset is dropped here (see
+        `draws_whole_table`).
         """
         item_ids = ops.cast(item_ids, "int32")
-        if training and self.offset_dropout:
-            return ops.take(self.item_table(training=True), item_ids, axis=0)
         rows = ops.take(ops.convert_to_tensor(self.item_embeddings), item_ids, axis=0)
         if self.offset_max_norm is not None:
             norms = ops.sqrt(ops.sum(ops.square(rows), axis=-1, keepdims=True))

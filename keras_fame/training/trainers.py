@@ -116,9 +116,10 @@ class RecommenderTrainer(keras.Model):
             return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred["logits"], sample_weight=sample_weight, training=training)
         targets = keras.ops.cast(y, "int32")
+        auxiliary = 0.0
         if self.facet_loss_weight:
             labels = [keras.ops.take(v, targets, axis=0) for v in self.recommender.item_embedding.facet_labels]
-            loss = loss + replica_share(self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels))
+            auxiliary = auxiliary + self.facet_loss_weight * facet_cross_entropy(y_pred["facet_logits"], labels)
         if self.routing_loss_weight:
             log_p = keras.ops.log_softmax(keras.ops.cast(y_pred["head_logits"], "float32"), axis=-1)  # [..., H, W]
             if self.head_logits_sampled:  # the target in column 0
@@ -126,9 +127,9 @@ class RecommenderTrainer(keras.Model):
             else:
                 index = keras.ops.broadcast_to(targets[..., None, None], (*keras.ops.shape(log_p)[:-1], 1))
                 target_log_p = keras.ops.take_along_axis(log_p, index, axis=-1)[..., 0]
-            route = mixture_routing_loss(target_log_p, y_pred["gates"], targets)
-            loss = loss + replica_share(self.routing_loss_weight * route)
-        return loss
+            auxiliary = auxiliary + self.routing_loss_weight * mixture_routing_loss(target_log_p, y_pred["gates"], targets)
+        # Terms added here, unlike the compiled loss, are not divided by tf.distribute's replicas by Keras.
+        return loss + replica_share(auxiliary)
 
 
 class AllPositionsTrainer(RecommenderTrainer):
@@ -195,7 +196,7 @@ class SampledSoftmaxTrainer(RecommenderTrainer):
         vectors = self.head.user_vectors(features, training=training)
         dtype = vectors["user"].dtype
         embedding = self.recommender.item_embedding
-        if training and embedding.offset_dropout:
+        if embedding.draws_whole_table(training):
             items = keras.ops.cast(item_table, dtype)  # this step's one offset draw, shared with the input side
         else:  # only the targets' and candidates' rows: no [V, d] table is built (compiled graphs drop it)
             items = lambda ids: keras.ops.cast(embedding.rows(ids), dtype)  # noqa: E731

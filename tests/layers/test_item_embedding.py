@@ -145,5 +145,5 @@ def test_rows_are_the_tables_rows_read_one_id_at_a_time(kwargs):
     reference = ItemEmbedding.from_config(layer.get_config())
     reference.build((None, 4))
     reference.set_weights(layer.get_weights())
-    reference.rows = lambda item_ids, training=False: np.asarray(reference.item_table())[np.asarray(item_ids)]
+    reference.rows = lambda item_ids: np.asarray(reference.item_table())[np.asarray(item_ids)]
     np.testing.assert_array_equal(np.asarray(embedded), np.asarray(reference(ids)[0]))
