@@ -105,6 +105,8 @@ PLANS["facets"] = {
     # The routing loss in the FAME stage: the heads' own softmaxes as experts mixed by the gate.
     "facets_route0.5": [*FACETS, "--routing-loss-weight", "0.5"],
     "facets_route1": [*FACETS, "--routing-loss-weight", "1"],
+    # The gate reads the history's facet agreement (how far the newest item shares each label with the ones before).
+    "facets_gate_agree": [*FACETS, "--gate-facets"],
     "facets_aux2": [*FACETS, "--facet-loss-weight", "2"],
     "facets_sum_aux0.5": [*FACETS, "--facet-fusion", "sum", "--facet-loss-weight", "0.5"],
     # All four facets (brand, category levels 1 and 2, leaf), 16 columns each: head 0 holds brand and level 1.
@@ -159,6 +161,7 @@ FAME_STAGE_FLAGS = (
     "--experts", "-N", "--fame-epochs", "--fame-warmup-epochs", "--fame-dropout", "--w-f-init", "--w-f-gain",
     "--fame-facet-loss-weight", "--gate-temperature", "--head-diagnostics-users", "--routing-loss-weight",
 )
+FAME_STAGE_SWITCHES = ("--gate-facets",)  # FAME-stage flags without a value
 
 
 def reuse_sibling_sasrec(dataset, flags, seed, out_dir):
@@ -205,11 +208,13 @@ def reuse_sibling_sasrec(dataset, flags, seed, out_dir):
 
 
 def sasrec_stage_flags(flags):
-    """`flags` without the FAME-stage ones (`FAME_STAGE_FLAGS` and their values), in order."""
+    """`flags` without the FAME-stage ones (`FAME_STAGE_FLAGS` and their values, `FAME_STAGE_SWITCHES`), in order."""
     out, skip = [], False
     for flag in flags:
         if skip:
             skip = False
+        elif flag in FAME_STAGE_SWITCHES:
+            continue
         elif flag in FAME_STAGE_FLAGS:
             skip = True
         else:

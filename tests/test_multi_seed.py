@@ -54,6 +54,8 @@ def test_runs_that_differ_only_in_fame_stage_flags_share_one_sasrec_stage(load_s
     n1, n2 = [*common, "--experts", "1"], [*common, "--experts", "2"]
     assert runner.sasrec_stage_flags(n2) == [*common[:8], *common[10:]]  # without --fame-epochs 2 and --experts 2
     assert runner.sasrec_stage_flags(["--fame-dropout", "0.1", "--dropout", "0.3"]) == ["--dropout", "0.3"]
+    # A switch has no value: the flag after it stays.
+    assert runner.sasrec_stage_flags(["--gate-facets", "--dropout", "0.3"]) == ["--dropout", "0.3"]
 
     donor = json.load(open(runner.run_one("toys", "n1", n1, 0)))
     key1 = runner.run_key("toys", n1, 0)

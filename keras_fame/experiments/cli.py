@@ -39,7 +39,7 @@ CONFIG_FLAGS = {
     "fame_dropout": "--fame-dropout", "negatives": "--sampled-softmax", "sampler": "--sampler", "optimizer": "--optimizer",
     "facet_fusion": "--facet-fusion", "facet_loss_weight": "--facet-loss-weight",
     "fame_facet_loss_weight": "--fame-facet-loss-weight", "gate_temperature": "--gate-temperature",
-    "routing_loss_weight": "--routing-loss-weight",
+    "routing_loss_weight": "--routing-loss-weight", "gate_facets": "--gate-facets",
     "distribute": "--distribute", "model_devices": "--model-devices",
     "head_diagnostics_users": "--head-diagnostics-users", "monitor": "--monitor",
 }
@@ -180,6 +180,9 @@ def main(dataset, argv=None, reexec=None):
     facet.add_argument("--routing-loss-weight", type=float, default=D.routing_loss_weight,
                        help="FAME stage: weight of the routing loss, -log sum_h g_h p_h(target) with each head's own "
                        "softmax as an expert (0: off)")
+    facet.add_argument("--gate-facets", action="store_true",
+                       help="FAME stage: the gate also reads how far each position's item shares each facet label "
+                       "with the items before it (facet agreement)")
     facet.add_argument("--head-diagnostics-users", type=int, default=D.head_diagnostics_users,
                        help="FAME stage: gate entropy and each head's validation NDCG@10 on this many users per epoch")
     parser.add_argument(
@@ -288,10 +291,11 @@ def main(dataset, argv=None, reexec=None):
     except ValueError as error:
         parser.error(f"--item-facets: {error}")
     if not item_facets and (args.facet_loss_weight or args.fame_facet_loss_weight or args.item_attributes
-                            or args.facet_attention):
-        parser.error("--facet-loss-weight, --fame-facet-loss-weight, --facet-attention and --item-attributes need "
-                     "--item-facets")
-    config = dataclasses.replace(config, item_facets=item_facets, facet_attention=args.facet_attention)
+                            or args.facet_attention or args.gate_facets):
+        parser.error("--facet-loss-weight, --fame-facet-loss-weight, --facet-attention, --gate-facets and "
+                     "--item-attributes need --item-facets")
+    config = dataclasses.replace(config, item_facets=item_facets, facet_attention=args.facet_attention,
+                                 gate_facets=args.gate_facets)
     # Unless asked, the item table starts from text (facet pre-training) where the dataset has item text.
     explicit_text = args.text_init is not None
     if args.text_init is None:

@@ -54,6 +54,8 @@ class PipelineConfig:
         gate_temperature: FAME's gate temperature (`FacetGatedHead`).
         routing_loss_weight: FAME stage: weight of the routing loss
             (`keras_fame.losses.mixture_routing_loss`; 0: off).
+        gate_facets: FAME's gate also reads the history's facet agreement
+            (`FAME(gate_facets=True)`; needs `item_facets`).
         head_diagnostics_users: FAME stage: gate entropy and per-head
             validation NDCG@10 on this many users per epoch (0: off).
         facet_attention: every attention head of both models also attends
@@ -97,6 +99,7 @@ class PipelineConfig:
     fame_facet_loss_weight: float = None
     gate_temperature: float = 1.0
     routing_loss_weight: float = 0.0
+    gate_facets: bool = False
     head_diagnostics_users: int = 2048
     distribute: str = None
     model_devices: int = 1
@@ -132,6 +135,8 @@ class PipelineConfig:
         positive_int("model_devices", self.model_devices)
         if self.facet_attention and not self.item_facets:
             raise ValueError("facet_attention=True attends by the items' facets: it needs item_facets")
+        if self.gate_facets and not self.item_facets:
+            raise ValueError("gate_facets=True feeds FAME's gate the items' facet labels: it needs item_facets")
         if self.distribute not in (None, *DISTRIBUTE_MODES):
             raise ValueError(f"distribute={self.distribute!r}: must be one of {', '.join(DISTRIBUTE_MODES)}")
         if self.model_devices > 1 and self.distribute != "model":

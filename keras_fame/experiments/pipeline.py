@@ -35,7 +35,7 @@ from keras_fame.utils import dtype_policy, json_default, replace_atomically, sav
 # and SASRec stage and trains FAME again.
 FAME_STAGE_KEYS = frozenset({
     "num_heads", "num_experts", "fame_warmup_epochs", "fame_dropout", "item_projection_initializer",
-    "fame_facet_loss_weight", "gate_temperature", "routing_loss_weight",
+    "fame_facet_loss_weight", "gate_temperature", "routing_loss_weight", "gate_facets",
 })
 
 
@@ -207,6 +207,8 @@ def _recorded_config(config):
             recorded["gate_temperature"] = c.gate_temperature
         if c.routing_loss_weight:
             recorded["routing_loss_weight"] = c.routing_loss_weight
+        if c.gate_facets:
+            recorded["gate_facets"] = True
     return recorded
 
 
@@ -324,6 +326,7 @@ def _fame_stage(run, sasrec):
     fame = FAME.from_sasrec(
         sasrec, num_heads=c.num_heads, num_experts=c.num_experts, dropout=c.fame_dropout, seed=c.seed,
         item_projection_initializer=c.item_projection_initializer, gate_temperature=c.gate_temperature,
+        gate_facets=c.gate_facets,
     )
     if c.fame_stage_facet_loss_weight and not fame.item_embedding.facet_labels:
         raise ValueError("a FAME facet loss weight needs item facets (item_facets / --item-facets)")

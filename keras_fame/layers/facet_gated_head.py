@@ -75,10 +75,18 @@ class FacetGatedHead(keras.layers.Layer):
             `docs/design.md`). Pass e.g. `"glorot_uniform"` for a random start.
         gate_temperature: float, divides the gate logits (Eq. 10; ours, the
             paper's gate has 1). Defaults to 1.0.
+        gate_context_dim: int `C >= 0`. With `C > 0` the gate also reads a
+            per-position context `a` of width `C` (FAME's `gate_facets`: the
+            history's facet agreement, `ItemEmbedding.facet_agreement`):
+            `g = softmax(([F^(1) | ... | F^(H)] W_g + b_g + a A) / tau)`
+            with `A` `[C, H]` starting at zero, so the head starts as the
+            one without context (ours; the paper's gate reads `F` only).
+            Defaults to 0.
 
     Call arguments:
         features: `[..., num_heads, head_dim]`, per-head sub-embeddings `f^(h)`
-            (any leading dims, e.g. `[batch, seq]` or `[batch]`).
+            (any leading dims, e.g. `[batch, seq]` or `[batch]`); with
+            `gate_context_dim > 0`, the pair `(f, a)`, `a` `[..., C]`.
         item_table: `[num_items + 1, num_heads * head_dim]`, the item embeddings.
         return_gates: bool, also return `g`, `[..., num_heads]`.
         return_head_scores: bool, also return each head's own scores
@@ -109,11 +117,15 @@ class FacetGatedHead(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         item_projection_initializer=None,
         gate_temperature=1.0,
+        gate_context_dim=0,
         **kwargs,
     ):
         no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         self.gate_temperature = positive_float("gate_temperature", gate_temperature)
+        if isinstance(gate_context_dim, bool) or not isinstance(gate_context_dim, int) or gate_context_dim < 0:
+            raise ValueError(f"gate_context_dim={gate_context_dim!r} must be an int >= 0")
+        self.gate_context_dim = gate_context_dim
         self.num_heads = positive_int("num_heads", num_heads)
         self.head_dim = positive_int("head_dim", head_dim)
         self.dropout = rate("dropout", dropout)
@@ -131,7 +143,20 @@ class FacetGatedHead(keras.layers.Layer):
 
     has_gates = True  # the scoring-head interface shared with `ItemScores`
 
+    def split_input(self, features):
+        """`(f, a)` from the head's input: `a` is None without a gate context."""
+        if not self.gate_context_dim:
+            return features, None
+        if not isinstance(features, (tuple, list)) or len(features) != 2:
+            raise ValueError(
+                f"{self.name} has gate_context_dim={self.gate_context_dim}: call it on the pair (features, gate_context)"
+            )
+        return features[0], features[1]
+
     def build(self, features_shape, item_table_shape=None):
+        features_shape, context_shape = self.split_input(features_shape)
+        if context_shape is not None and context_shape[-1] not in (None, self.gate_context_dim):
+            raise ValueError(f"gate context width {context_shape[-1]} != gate_context_dim = {self.gate_context_dim}")
         H, e = self.num_heads, self.head_dim
         d = H * e
         if item_table_shape is not None and item_table_shape[-1] not in (None, d):
@@ -145,19 +170,25 @@ class FacetGatedHead(keras.layers.Layer):
         )
         self.gate_kernel = self.add_weight(name="gate_kernel", shape=(H, e, H), initializer=self.kernel_initializer)
         self.gate_bias = self.add_weight(name="gate_bias", shape=(H,), initializer="zeros")
+        if self.gate_context_dim:
+            self.gate_context_kernel = self.add_weight(
+                name="gate_context_kernel", shape=(self.gate_context_dim, H), initializer="zeros"
+            )
 
     def facets(self, features, training=None):
         """`F^(h)` (Eq. 7), `[..., H, d']`."""
         ffn = self.ffn_outer(self.ffn_inner(features))
         return self.ffn_norm(features + self.ffn_dropout(ffn, training=training))
 
-    def gates(self, facets):
-        """`g` (Eq. 10), `[..., H]`; `facets` is `F` from `facets()`."""
+    def gates(self, facets, gate_context=None):
+        """`g` (Eq. 10), `[..., H]`; `facets` is `F` from `facets()`, `gate_context` `a` `[..., C]` (or None)."""
         H, e = self.num_heads, self.head_dim
         if H == 1:
             return ops.ones_like(facets[..., 0, :1])
         stacked = ops.reshape(facets, (*ops.shape(facets)[:-2], H * e))  # [F^(1) | ... | F^(H)]
         logits = ops.matmul(stacked, ops.reshape(self.gate_kernel, (H * e, H))) + self.gate_bias
+        if gate_context is not None:
+            logits = logits + ops.matmul(ops.cast(gate_context, logits.dtype), self.gate_context_kernel)
         if self.gate_temperature != 1.0:
             logits = logits / self.gate_temperature
         return ops.softmax(logits, axis=-1)
@@ -180,7 +211,8 @@ class FacetGatedHead(keras.layers.Layer):
         `user = sum_h g^(h) W_f^(h) F^(h)`.
 
         Args:
-            features: `[..., H, d']`, the per-head sub-embeddings `f^(h)`.
+            features: `[..., H, d']`, the per-head sub-embeddings `f^(h)`
+                (with a gate context, the pair `(f, a)`).
             training: bool.
 
         Returns:
@@ -191,8 +223,9 @@ class FacetGatedHead(keras.layers.Layer):
         """
         # Explicit cast: wrappers (scorers, trainers) call these methods directly, past Keras' input
         # autocast; under mixed precision this layer computes in float32 on bf16 features.
+        features, gate_context = self.split_input(features)
         facets = self.facets(ops.cast(features, self.compute_dtype), training=training)
-        gates = self.gates(facets)
+        gates = self.gates(facets, gate_context)
         H, e = self.num_heads, self.head_dim
         # sum_h g_h W_f^(h) F^(h) as one [.., d] x [d, d] matmul on the gated stack [g_1 F^(1) | ... | g_H F^(H)].
         gated = ops.reshape(facets * gates[..., None], (*ops.shape(facets)[:-2], H * e))
@@ -223,7 +256,7 @@ class FacetGatedHead(keras.layers.Layer):
         return outputs
 
     def compute_output_spec(self, features, item_table, return_gates=False, return_head_scores=False, training=None):
-        lead = tuple(features.shape[:-2])
+        lead = tuple(self.split_input(features)[0].shape[:-2])
         num_rows = item_table.shape[0]
         scores = keras.KerasTensor(lead + (num_rows,), dtype=self.compute_dtype)
         if not (return_gates or return_head_scores):
@@ -243,4 +276,5 @@ class FacetGatedHead(keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "item_projection_initializer": keras.initializers.serialize(self.item_projection_initializer),
             "gate_temperature": self.gate_temperature,
+            "gate_context_dim": self.gate_context_dim,
         }

@@ -89,12 +89,15 @@ class ItemEmbedding(keras.layers.Layer):
         training: bool.
         return_facet_sequences: bool, also return `facet_sequences` of the
             embedded window (facet attention). Defaults to False.
+        return_facet_agreement: bool, also return `facet_agreement` of the
+            embedded window (FAME's `gate_facets`). Defaults to False.
 
     Returns:
         A tuple `(embedded, item_table, padding_mask)`: `[batch, seq', d]`,
         `[num_items + 1, d]` and bool `[batch, seq']` (true at real items),
         where `seq' = min(seq, max_len)`; with `return_facet_sequences`, a
-        list of `K` tensors `[batch, seq', facet_width]` after them.
+        list of `K` tensors `[batch, seq', facet_width]` after them; with
+        `return_facet_agreement`, a float `[batch, seq', K]` last.
 
     Example:
     >>> layer = ItemEmbedding(num_items=10, hidden_dim=4, max_len=5)
@@ -273,7 +276,41 @@ class ItemEmbedding(keras.layers.Layer):
         """
         return [ops.cast(part, self.compute_dtype) for part in self._facet_parts(item_ids)]
 
-    def call(self, item_ids, training=None, return_facet_sequences=False):
+    def facet_agreement(self, item_ids):
+        """How far each position's item shares its facet labels with the items before it, `[batch, seq, K]` (ours).
+
+        `a_k(t) = #{j < t : l_k(s_j) = l_k(s_t)} / #{j < t : s_j > 0}`: the
+        share of the earlier items of the window (padding left out) that
+        carry the facet-`k` label of the item at `t`; 0 where that item has
+        no facet-`k` label or nothing precedes it. A history that stays
+        within one brand has `a_brand` near 1 at its newest item, one that
+        stays within a category but changes brands has `a_leaf` high and
+        `a_brand` low: a signal of which facet the user follows, computed
+        from the labels alone (no weights), `O(seq^2 K)` per row.
+
+        Args:
+            item_ids: int `[batch, seq]`, the window `call` embeds (0 = padding).
+
+        Returns:
+            float32 `[batch, seq, K]`; `[batch, seq, 0]` without facets.
+        """
+        item_ids = ops.cast(item_ids, "int32")
+        seq = ops.shape(item_ids)[1]
+        earlier = ops.expand_dims(ops.tril(ops.ones((seq, seq), "float32"), k=-1), 0)  # [1, t, j]: j < t
+        real = ops.cast(item_ids > 0, "float32")[:, None, :]  # [b, 1, j]
+        count = ops.sum(earlier * real, axis=-1)  # [b, t]
+        shares = []
+        for labels in self.facet_labels:
+            seq_labels = ops.take(ops.convert_to_tensor(labels), item_ids, axis=0)  # [b, t]; padding: label 0
+            labelled = ops.cast(seq_labels > 0, "float32")
+            same = ops.cast(ops.equal(seq_labels[:, :, None], seq_labels[:, None, :]), "float32")  # [b, t, j]
+            matches = ops.sum(same * earlier * labelled[:, None, :], axis=-1) * labelled  # [b, t]
+            shares.append(matches / ops.maximum(count, 1.0))
+        if not shares:
+            return ops.zeros((ops.shape(item_ids)[0], seq, 0), "float32")
+        return ops.stack(shares, axis=-1)
+
+    def call(self, item_ids, training=None, return_facet_sequences=False, return_facet_agreement=False):
         item_ids = sanitize_item_ids(item_ids, self.num_items)[:, -self.max_len :]
         padding_mask = item_ids > 0
         width = ops.shape(item_ids)[1]
@@ -287,9 +324,12 @@ class ItemEmbedding(keras.layers.Layer):
         embedded = embedded + ops.take(ops.convert_to_tensor(self.position_embeddings), positions, axis=0)[None]
         embedded = self.embedding_dropout(self.norm(ops.cast(embedded, self.compute_dtype)), training=training)
         embedded = embedded * ops.cast(padding_mask, embedded.dtype)[..., None]
+        outputs = (embedded, table, padding_mask)
         if return_facet_sequences:
-            return embedded, table, padding_mask, self.facet_sequences(item_ids)
-        return embedded, table, padding_mask
+            outputs += (self.facet_sequences(item_ids),)
+        if return_facet_agreement:
+            outputs += (self.facet_agreement(item_ids),)
+        return outputs
 
     def draws_whole_table(self, training):
         """True where a call's rows must come from its one `item_table(training)`, not from `rows`.
@@ -351,7 +391,7 @@ class ItemEmbedding(keras.layers.Layer):
             table = table + ops.cast(self.facet_table(), table.dtype)
         return table
 
-    def compute_output_spec(self, item_ids, training=None, return_facet_sequences=False):
+    def compute_output_spec(self, item_ids, training=None, return_facet_sequences=False, return_facet_agreement=False):
         batch, seq = item_ids.shape
         if seq is not None:
             seq = min(seq, self.max_len)
@@ -364,6 +404,8 @@ class ItemEmbedding(keras.layers.Layer):
             facets = [keras.KerasTensor((batch, seq, self.facet_width), dtype=self.compute_dtype)
                       for _ in self.facet_vocab_sizes or ()]
             outputs += (facets,)
+        if return_facet_agreement:
+            outputs += (keras.KerasTensor((batch, seq, len(self.facet_vocab_sizes or ())), dtype="float32"),)
         return outputs
 
     def get_config(self):

@@ -6,6 +6,8 @@ class LastPosition(keras.layers.Layer):
     """Takes the newest position of a left-padded sequence, `x[:, -1]`.
 
     SASRec and FAME read the user's representation at the last item (§4.2.1).
+    A nested input (a scoring head's `(features, gate_context)`) is cut
+    tensor by tensor.
 
     Example:
     >>> tuple(LastPosition()(keras.ops.ones((2, 5, 3, 4))).shape)
@@ -13,7 +15,11 @@ class LastPosition(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        return inputs[:, -1]
+        return keras.tree.map_structure(lambda x: x[:, -1], inputs)
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0],) + tuple(input_shape[2:])
+    def compute_output_spec(self, inputs):
+        def spec(x):  # floating inputs are autocast to the layer's compute dtype
+            dtype = self.compute_dtype if keras.backend.is_float_dtype(x.dtype) else x.dtype
+            return keras.KerasTensor((x.shape[0],) + tuple(x.shape[2:]), dtype=dtype)
+
+        return keras.tree.map_structure(spec, inputs)

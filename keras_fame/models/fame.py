@@ -46,6 +46,11 @@ class FAME(SequentialRecommender):
             (`docs/design.md`).
         gate_temperature: float, divides the gate logits (Eq. 10; ours,
             the paper's gate has 1). Defaults to 1.0.
+        gate_facets: bool, the gate also reads, at every position, how far
+            the item there shares each facet label with the items before it
+            (`ItemEmbedding.facet_agreement`, `K` numbers in `[0, 1]`), through
+            a `[K, H]` kernel that starts at zero (`FacetGatedHead`'s
+            `gate_context_dim`; ours). Needs item facets. Defaults to False.
         moe_layout: `"block"`: the MoE block is one `FacetMoEBlock` layer;
             `"flat"`: the same computation as separate layers, the layout of
             `.keras` files saved before that layer existed (they load with it
@@ -85,6 +90,7 @@ class FAME(SequentialRecommender):
         block_heads=None,
         item_projection_initializer=None,
         gate_temperature=1.0,
+        gate_facets=False,
         moe_layout="block",
         heads=None,
         experts=None,
@@ -109,6 +115,10 @@ class FAME(SequentialRecommender):
         # === Layers ===
         self.item_embedding = backbone.item_embedding(num_items, facet_vocab_sizes)
         facet_dims = self._facet_dims(backbone.facet_attention, self.item_embedding)
+        if not isinstance(gate_facets, bool):
+            raise ValueError(f"gate_facets={gate_facets!r} must be True or False")
+        if gate_facets and not self.item_embedding.facet_vocab_sizes:
+            raise ValueError("gate_facets=True feeds the gate the items' facet labels: give item_facets (or facet_vocab_sizes)")
         if moe_layout not in ("block", "flat"):
             raise ValueError(f"moe_layout={moe_layout!r} is not 'block' or 'flat'")
         if facet_dims and moe_layout != "block":
@@ -135,14 +145,15 @@ class FAME(SequentialRecommender):
             num_heads=num_heads, head_dim=head_dim, dropout=dropout, layer_norm_epsilon=epsilon,
             item_projection_initializer=item_projection_initializer,
             gate_temperature=gate_temperature,
+            gate_context_dim=len(self.item_embedding.facet_vocab_sizes) if gate_facets else 0,
             dtype=scoring_dtype(),
             name="facet_head",
         )
 
         # === Functional model ===
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
-        x, item_table, padding_mask, facet_sequences = self._embed_and_encode(
-            item_ids, backbone.num_blocks - 1, backbone.facet_attention
+        x, item_table, padding_mask, facet_sequences, agreement = self._embed_and_encode(
+            item_ids, backbone.num_blocks - 1, backbone.facet_attention, facet_agreement=gate_facets
         )
         if moe_layout == "block":
             features, router = self.moe_block(  # [b, t, H, d']
@@ -151,9 +162,10 @@ class FAME(SequentialRecommender):
         else:
             heads_out, router = self.moe_attention(x, padding_mask=padding_mask, return_router_weights=True)
             features = self.moe_norm(self.moe_residual([self.split_heads(x), self.moe_dropout(heads_out)]))
-        scores = self.facet_head(features, item_table)
+        head_input = (features, agreement) if gate_facets else features
+        scores = self.facet_head(head_input, item_table)
         super().__init__(inputs=item_ids, outputs=scores, **kwargs)
-        self._set_head(features, item_table, self.facet_head, router_weights=router)
+        self._set_head(head_input, item_table, self.facet_head, router_weights=router)
 
         # === Config ===
         self._set_config(
@@ -163,6 +175,7 @@ class FAME(SequentialRecommender):
             block_heads=block_heads,
             item_projection_initializer=keras.initializers.serialize(self.facet_head.item_projection_initializer),
             gate_temperature=float(gate_temperature),
+            gate_facets=gate_facets,
             moe_layout=moe_layout,
             **backbone.config(),
             facet_vocab_sizes=self.item_embedding.get_config()["facet_vocab_sizes"],

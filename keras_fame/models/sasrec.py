@@ -70,7 +70,7 @@ class SASRec(SequentialRecommender):
 
         # === Functional model ===
         item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
-        features, item_table, _, _ = self._embed_and_encode(item_ids, backbone.num_blocks, backbone.facet_attention)
+        features, item_table, _, _, _ = self._embed_and_encode(item_ids, backbone.num_blocks, backbone.facet_attention)
         scores = self.item_scores(features, item_table)
         super().__init__(inputs=item_ids, outputs=scores, **kwargs)
         self._set_head(features, item_table, self.item_scores)

@@ -36,20 +36,23 @@ class SequentialRecommender(keras.Model):
 
     has_gates = False  # FAME's head has a gate over heads (Eq. 10); SASRec's does not
 
-    def _embed_and_encode(self, item_ids, num_blocks, facet_attention=False):
+    def _embed_and_encode(self, item_ids, num_blocks, facet_attention=False, facet_agreement=False):
         """Shared embedding + the first `num_blocks` SASRec blocks (symbolic).
 
-        Returns `(x, item_table, padding_mask, facet_sequences)`; the last is
-        None without `facet_attention`.
+        Returns `(x, item_table, padding_mask, facet_sequences, agreement)`;
+        `facet_sequences` is None without `facet_attention`, `agreement`
+        (`ItemEmbedding.facet_agreement`, `[batch, seq, K]`) None without
+        `facet_agreement`.
         """
-        facet_sequences = None
-        if facet_attention:
-            x, item_table, padding_mask, facet_sequences = self.item_embedding(item_ids, return_facet_sequences=True)
-        else:
-            x, item_table, padding_mask = self.item_embedding(item_ids)
+        outputs = self.item_embedding(
+            item_ids, return_facet_sequences=facet_attention, return_facet_agreement=facet_agreement
+        )
+        x, item_table, padding_mask = outputs[:3]
+        facet_sequences = outputs[3] if facet_attention else None
+        agreement = outputs[-1] if facet_agreement else None
         for block in self.transformer_blocks[:num_blocks]:
             x = block(x, padding_mask=padding_mask, facet_sequences=facet_sequences)
-        return x, item_table, padding_mask, facet_sequences
+        return x, item_table, padding_mask, facet_sequences, agreement
 
     @staticmethod
     def _facet_dims(facet_attention, item_embedding):

@@ -167,9 +167,10 @@ class LastPositionTrainer(RecommenderTrainer):
 
     def call(self, inputs, training=None):
         features, item_table = self.encoder(inputs, training=training)
+        last = keras.tree.map_structure(lambda x: x[:, -1:], features)  # FAME's gate context too, if any
         if not self._auxiliary:
-            return self.head(features[:, -1:, :], item_table, training=training)
-        return self._outputs(*self._score_positions(features[:, -1:, :], item_table, training=training))
+            return self.head(last, item_table, training=training)
+        return self._outputs(*self._score_positions(last, item_table, training=training))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y is not None:

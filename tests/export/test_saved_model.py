@@ -283,14 +283,14 @@ def test_an_export_with_item_chunks_serves_the_same_top_k(fame, tmp_path):
     np.testing.assert_array_equal(got["head_item_ids"].numpy(), expected["head_item_ids"])
 
 
-def test_facets_and_facet_attention_survive_the_export(tmp_path):
+def test_facets_facet_attention_and_the_facet_gate_survive_the_export(tmp_path):
     # The facet labels are weights of the model: the served ranking reads them (an item's label changes its rank).
     keras.utils.set_random_seed(8)
     rng = np.random.default_rng(0)
     facets = [rng.integers(0, 4, NUM_ITEMS + 1), rng.integers(0, 6, NUM_ITEMS + 1)]
     model = FAME(NUM_ITEMS, hidden_dim=8, num_heads=2, num_experts=2, max_len=MAX_LEN, item_facets=facets,
-                 facet_attention=True)
-    for kernel in model.moe_block.attention.facet_key_kernels:  # a facet term that is not zero
+                 facet_attention=True, gate_facets=True)
+    for kernel in [*model.moe_block.attention.facet_key_kernels, model.facet_head.gate_context_kernel]:  # not zero
         kernel.assign(rng.normal(size=tuple(kernel.shape)).astype("float32"))
     loaded = tf.saved_model.load(export_saved_model(model, str(tmp_path / "facets"), k=K))
     got = loaded.signatures["explain"](item_ids=tf.constant(_batch(CASES)))
