@@ -176,6 +176,51 @@ def scaling_section():
     return "\n\n".join(parts)
 
 
+def million_section():
+    """Every `results/million_items*.json`: the run's stages and, for `--epochs` runs, the learning curve."""
+    parts = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", "million_items*.json"))):
+        with open(path) as f:
+            report = json.load(f)
+        settings, stages = report["settings"], report["stages"]
+        commit = (report.get("git") or {}).get("commit", "")[:10] or "not recorded"
+        evaluate, train = stages["evaluate"], stages["train"]
+        lines = [f"`{os.path.relpath(path, ROOT)}`: `{report['command']}` (commit {commit}, "
+                 f"{report['machine'].get('cpu', 'CPU model not recorded')}, {report['machine']['cpu_count']} cores).",
+                 "", f"{settings['items']:,} items, {settings['users']:,} users, data `{settings.get('data', 'zipf')}`, "
+                 f"model `{settings.get('model', 'sasrec')}`, optimizer `{settings.get('optimizer', 'adam')}`, "
+                 f"{settings['negatives']} uniform negatives; test on {evaluate['users']:,} users: NDCG@10 "
+                 f"**{evaluate['ndcg_at_10']:.4f}** (HR@10 {evaluate['hr_at_10']:.4f}) against popularity "
+                 f"{evaluate['popularity_ndcg_at_10']:.4f} (random HR@10 {evaluate['random_hr_at_10']:g}); "
+                 f"peak RSS {report['peak_rss_gb']} GB."]
+        if report.get("epochs"):
+            lines += ["", f"Best validation epoch {train.get('best_epoch')} of {len(report['epochs'])}:", "",
+                      "| epoch | training s | loss | validation NDCG@10 | validation HR@10 | peak RSS GB |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {e['epoch']} | {e['train_seconds']} | {e['loss']} | {e['val_ndcg@10']} | {e['val_hr@10']} | "
+                      f"{e['peak_rss_gb']} |" for e in report["epochs"]]
+        else:
+            lines.append(f"\n{train['steps']} training steps ({train['seconds']} s): time and memory, not quality.")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def serving_snapshot_section():
+    parts = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", "serving_table_snapshot*.json"))):
+        with open(path) as f:
+            report = json.load(f)
+        settings = report["settings"]
+        lines = [f"`{os.path.relpath(path, ROOT)}`: `{report['command']}` (commit "
+                 f"{(report.get('git') or {}).get('commit', '?')[:10]}, {report['machine']['cpu']}). "
+                 f"FAME, {settings['items']:,} items, batch {settings['batch']}, chunks of {settings['chunk_size']:,}; "
+                 f"the snapshot's top-{settings['k']} equals the per-request table's: {report['top_k_equal']}.", "",
+                 "| ranking function | median ms per request |", "|---|---|"]
+        lines += [f"| {name} | {ms} |" for name, ms in report["median_ms_per_request"].items()]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def build():
     """`(RESULTS.md text, the README's table block, the chosen configuration's flags, the recipe's flags)`."""
     runner = _load("benchmarks/multi_seed.py")
@@ -248,6 +293,15 @@ def build():
     if scaling:
         out += ["## FAME's sampled-softmax step against the catalogue (`benchmarks/sampled_step_scaling.py`)", "",
                 scaling, ""]
+    million = million_section()
+    if million:
+        out += ["## A million items (`benchmarks/million_items.py`)", "", million, ""]
+    snapshot = serving_snapshot_section()
+    if snapshot:
+        out += ["## Serving a facet model: the item table per request or snapshotted "
+                "(`benchmarks/serving_table_snapshot.py`)", "",
+                "Medians of requests taking turns in one process: ratios hold while other work shares the machine.",
+                "", snapshot, ""]
     serving = serving_section()
     if serving:
         out += ["## Serving (`benchmarks/serving_load.py`)", serving, ""]

@@ -47,6 +47,8 @@ import tempfile
 
 import keras
 
+from keras_fame.models.retrieval import ItemTableSnapshot
+
 _VERSION_DIR = re.compile(r"^\d+$")
 
 
@@ -62,17 +64,24 @@ def serving_functions(model, k=20, exclude_seen=True, chunk_size=None):
     """The TensorFlow functions behind the signatures (also used by the tests).
 
     Both wrap `model.ranker(...)`, the ranking model `recommend()` runs, so
-    the served top-k is `recommend()`'s by construction.
+    the served top-k is `recommend()`'s by construction. Where the item
+    table is computed from several weights (item facets, a content table,
+    norm-bounded offsets), both score against one `ItemTableSnapshot` taken
+    now, so a request does not rebuild the `[num_items + 1, d]` table.
 
     Returns:
-        `(serve, explain)`: `tf.function`s taking `item_ids`; `explain` is
-        None for SASRec.
+        `(serve, explain, snapshot)`: `tf.function`s taking `item_ids`;
+        `explain` is None for SASRec; `snapshot` the `ItemTableSnapshot`
+        (None where the table is a bare variable), whose weight the export
+        tracks.
     """
     import tensorflow as tf
 
-    ranker = model.ranker(k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
+    snapshot = ItemTableSnapshot(model, name="item_table_snapshot") if model.item_embedding.computes_table else None
+    ranker = model.ranker(k=k, exclude_seen=exclude_seen, chunk_size=chunk_size, table_snapshot=snapshot)
     is_fame = model.has_gates
-    explainer = model.ranker(k=k, exclude_seen=exclude_seen, explain=True, chunk_size=chunk_size) if is_fame else None
+    explainer = (model.ranker(k=k, exclude_seen=exclude_seen, explain=True, chunk_size=chunk_size,
+                              table_snapshot=snapshot) if is_fame else None)
     spec = tf.TensorSpec(shape=(None, None), dtype=tf.int32, name="item_ids")
 
     @tf.function(input_signature=[spec])
@@ -86,7 +95,7 @@ def serving_functions(model, k=20, exclude_seen=True, chunk_size=None):
         def explain(item_ids):
             return explainer(item_ids, training=False)
 
-    return serve, explain
+    return serve, explain, snapshot
 
 
 def check_item_id_mapping(item_ids, num_items):
@@ -112,11 +121,12 @@ def check_item_id_mapping(item_ids, num_items):
     return vocabulary
 
 
-def string_serving_functions(model, item_ids, k=20, exclude_seen=True, chunk_size=None):
+def string_serving_functions(model, item_ids, serve, explain):
     """The signatures in the user's string ids: `(serve_strings, explain_strings, lookup table)`.
 
-    `explain_strings` is None for SASRec. The table must be tracked by the
-    export so that it is saved with the graph.
+    `serve` and `explain` are `serving_functions`' (the integer-id
+    signatures these translate). `explain_strings` is None for SASRec. The
+    table must be tracked by the export so that it is saved with the graph.
     """
     import numpy as np
     import tensorflow as tf
@@ -129,7 +139,6 @@ def string_serving_functions(model, item_ids, k=20, exclude_seen=True, chunk_siz
         ),
         default_value=0,
     )
-    serve, explain = serving_functions(model, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
     spec = tf.TensorSpec(shape=(None, None), dtype=tf.string, name="item_ids")
 
     def translated(ranked, item_ids):
@@ -195,16 +204,16 @@ def export_saved_model(
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists: choose another version (TF Serving versions never change)")
     os.makedirs(base_dir, exist_ok=True)
-    serve, explain_fn = serving_functions(model, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
+    serve, explain_fn, snapshot = serving_functions(model, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size)
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if snapshot is not None:
+        archive.track(snapshot)
     archive.add_endpoint(name="serving_default", fn=serve)
     if explain and explain_fn is not None:
         archive.add_endpoint(name="explain", fn=explain_fn)
     if item_ids is not None:
-        serve_strings, explain_strings, table = string_serving_functions(
-            model, item_ids, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size
-        )
+        serve_strings, explain_strings, table = string_serving_functions(model, item_ids, serve, explain_fn)
         archive.track(table)
         archive.add_endpoint(name="serving_strings", fn=serve_strings)
         if explain and explain_strings is not None:

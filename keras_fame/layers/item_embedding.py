@@ -331,6 +331,17 @@ class ItemEmbedding(keras.layers.Layer):
             outputs += (self.facet_agreement(item_ids),)
         return outputs
 
+    @property
+    def computes_table(self):
+        """True where `item_table()` is computed (facets, content, spare rows), not a bare variable read.
+
+        Serving then scores against a snapshot of it
+        (`keras_fame.models.retrieval.ItemTableSnapshot`) instead of
+        rebuilding it per request.
+        """
+        spare_rows = self.item_embeddings.shape[0] != self.num_items + 1
+        return bool(self.item_content or self.facet_vocab_sizes or spare_rows)
+
     def draws_whole_table(self, training):
         """True where a call's rows must come from its one `item_table(training)`, not from `rows`.
 

@@ -144,6 +144,42 @@ class TopKRetrieval(keras.layers.Layer):
         return outputs
 
 
+class ItemTableSnapshot(keras.layers.Layer):
+    """A model's item table computed once and held as a non-trainable weight (for serving; not saved).
+
+    With item facets or a content table, `ItemEmbedding.item_table()` is
+    computed from several weights (`[num_items + 1, d]` gathers and adds):
+    a ranker that reads it recomputes it for every request (about 170 ms at
+    10^6 items on one CPU core). A ranker given a snapshot scores against
+    the stored table instead; it is a copy, so a model trained or
+    relabelled afterwards needs a new snapshot (a new export).
+
+    Args:
+        model: a built `SASRec` or `FAME`.
+
+    Call arguments:
+        item_ids: any tensor (only ties the layer into a functional graph).
+
+    Returns:
+        The table, `[num_items + 1, d]`, equal to `item_table(training=False)`.
+    """
+
+    def __init__(self, model, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self._initial = keras.ops.convert_to_numpy(model.item_embedding.item_table(training=False))
+        self.table = self.add_weight(name="table", shape=self._initial.shape, initializer="zeros",
+                                     dtype=str(self._initial.dtype), trainable=False)
+        self.table.assign(self._initial)
+        self._initial = None
+        self.built = True
+
+    def call(self, item_ids):
+        return ops.convert_to_tensor(self.table)
+
+    def compute_output_spec(self, item_ids):
+        return keras.KerasTensor(tuple(self.table.shape), dtype=self.table.dtype)
+
+
 def newest_position_encoder(model):
     """A functional model from `item_ids` to `(the head's input at the newest position, the item table)`."""
     features, item_table, _ = model._head_wiring
@@ -175,8 +211,13 @@ def score_factors(model):
     return keras.Model(model.inputs, user, name=f"{model.name}_user_vectors"), table
 
 
-def ranker(model, k=10, exclude_seen=True, explain=False, chunk_size=None):
-    """Raw histories -> `NewestItems` window -> the model's encoder -> `TopKRetrieval` (see `SequentialRecommender.ranker`)."""
+def ranker(model, k=10, exclude_seen=True, explain=False, chunk_size=None, table_snapshot=None):
+    """Raw histories -> `NewestItems` window -> the model's encoder -> `TopKRetrieval` (see `SequentialRecommender.ranker`).
+
+    With `table_snapshot` (an `ItemTableSnapshot` of `model`, may be shared
+    by several rankers) the items are scored against the snapshot's table
+    instead of the table the encoder computes.
+    """
     if not 1 <= k <= model.num_items:
         raise ValueError(f"k={k} must be between 1 and num_items={model.num_items}")
     if chunk_size is not None and not 1 <= k <= int(chunk_size):
@@ -184,6 +225,8 @@ def ranker(model, k=10, exclude_seen=True, explain=False, chunk_size=None):
     item_ids = keras.Input(shape=(None,), dtype="int32", name="item_ids")
     window = NewestItems(model.num_items, model.max_len, name="newest_items")(item_ids)
     last, table = newest_position_encoder(model)(window)
+    if table_snapshot is not None:
+        table = table_snapshot(window)
     head = model._head_wiring[2]
     retrieval = TopKRetrieval(head, k, chunk_size, exclude_seen, explain, name="top_k", dtype=head.dtype_policy)
     return keras.Model(item_ids, retrieval(last, table, item_ids), name=f"{model.name}_ranker")

@@ -157,7 +157,7 @@ class SequentialRecommender(keras.Model):
         """
         return retrieval.score_factors(self)
 
-    def ranker(self, k=10, exclude_seen=True, explain=False, chunk_size=None):
+    def ranker(self, k=10, exclude_seen=True, explain=False, chunk_size=None, table_snapshot=None):
         """A functional model from raw histories to the top-k: the one ranking path.
 
         `item_ids` int32 `[batch, any length]` (oldest first; 0 and ids
@@ -175,6 +175,11 @@ class SequentialRecommender(keras.Model):
                 with a running top-k (`chunked_top_k`), so no
                 `[batch, num_items + 1]` score matrix exists. Defaults to
                 None (one chunk).
+            table_snapshot: optional `keras_fame.models.retrieval.ItemTableSnapshot`
+                of this model: score against its stored table instead of
+                computing the item table per call (the export passes one
+                when the table is computed from facets or content).
+                Defaults to None.
 
         Returns:
             A `keras.Model` whose output is a dict: `item_ids` int32 and
@@ -182,7 +187,8 @@ class SequentialRecommender(keras.Model):
             `[batch, heads]` and, with `explain=True`, `head_item_ids` /
             `head_scores` `[batch, heads, k]`.
         """
-        return retrieval.ranker(self, k=k, exclude_seen=exclude_seen, explain=explain, chunk_size=chunk_size)
+        return retrieval.ranker(self, k=k, exclude_seen=exclude_seen, explain=explain, chunk_size=chunk_size,
+                                table_snapshot=table_snapshot)
 
     def recommend(self, histories, k=10, exclude_seen=True, explain=False, batch_size=256, chunk_size=None):
         """Top-k next items for raw item-id histories of any length.

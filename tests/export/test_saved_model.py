@@ -293,6 +293,10 @@ def test_facets_facet_attention_and_the_facet_gate_survive_the_export(tmp_path):
     for kernel in [*model.moe_block.attention.facet_key_kernels, model.facet_head.gate_context_kernel]:  # not zero
         kernel.assign(rng.normal(size=tuple(kernel.shape)).astype("float32"))
     loaded = tf.saved_model.load(export_saved_model(model, str(tmp_path / "facets"), k=K))
+    # The fused table is stored once, computed at export (`ItemTableSnapshot`), not rebuilt per request.
+    table_size = (NUM_ITEMS + 1) * 8
+    stored = sum(int(np.prod(v.shape)) for v in loaded.variables)
+    assert stored == sum(int(np.prod(w.shape)) for w in model.variables) + table_size
     got = loaded.signatures["explain"](item_ids=tf.constant(_batch(CASES)))
     expected = _expected(model, CASES, explain=True)
     for name in ("item_ids", "head_item_ids"):
@@ -424,3 +428,9 @@ def test_tensorflow_c_api_serves_the_string_signature(fame, exported_with_ids, t
         offset += 4 + length
     top = np.array([TO_INTERNAL[a] for a in answers]).reshape(rows, cols)
     np.testing.assert_array_equal(top, _expected(fame, CASES)["item_ids"])
+
+
+def test_a_model_whose_table_is_a_bare_variable_stores_no_snapshot(fame, exported):
+    loaded = tf.saved_model.load(exported)
+    assert not fame.item_embedding.computes_table
+    assert sum(int(np.prod(v.shape)) for v in loaded.variables) == sum(int(np.prod(w.shape)) for w in fame.variables)

@@ -1,0 +1,29 @@
+"""ItemTableSnapshot: the item table computed once, for rankers that serve many requests."""
+
+import keras
+import numpy as np
+
+from keras_fame import FAME, SASRec
+from keras_fame.models.retrieval import ItemTableSnapshot
+
+V = 25
+
+
+def test_a_snapshot_ranks_as_the_computed_table_and_is_a_copy():
+    rng = np.random.default_rng(0)
+    facets = [rng.integers(0, 4, V + 1).astype("int32"), rng.integers(0, 3, V + 1).astype("int32")]
+    keras.utils.set_random_seed(0)
+    model = FAME(V, hidden_dim=8, num_heads=2, num_experts=2, max_len=6, item_facets=facets)
+    assert model.item_embedding.computes_table
+    snapshot = ItemTableSnapshot(model)
+    np.testing.assert_array_equal(np.asarray(snapshot.table), np.asarray(model.item_embedding.item_table()))
+    ids = rng.integers(1, V + 1, size=(4, 6)).astype("int32")
+    computed = model.ranker(k=5, explain=True).predict_on_batch(ids)
+    stored = model.ranker(k=5, explain=True, table_snapshot=snapshot).predict_on_batch(ids)
+    for name in computed:
+        np.testing.assert_array_equal(np.asarray(stored[name]), np.asarray(computed[name]))
+    # A copy: relabelling the model afterwards changes the computed table, not the snapshot's.
+    before = np.asarray(model.item_embedding.item_table())
+    model.item_embedding.set_item_facets([np.roll(f, 3) for f in facets])
+    assert not np.allclose(np.asarray(model.item_embedding.item_table()), before)
+    np.testing.assert_array_equal(np.asarray(snapshot.table), before)
