@@ -146,3 +146,14 @@ def test_gate_facets_needs_facets_and_the_head_its_pair():
     head = FacetGatedHead(num_heads=2, head_dim=4, gate_context_dim=2)
     with pytest.raises(ValueError, match="call it on the pair"):
         head(np.ones((3, 2, 4), "float32"), np.ones((11, 8), "float32"))
+
+
+def test_new_items_keep_the_learnt_facet_gate():
+    model = _fame(gate_facets=True)
+    kernel = np.array([[1.0, -2.0], [0.5, 0.0]], "float32")
+    model.facet_head.gate_context_kernel.assign(kernel)
+    grown = model.with_new_items(np.zeros((2, 8), "float32"), item_facets=[np.array([1, 0]), np.array([2, 0])])
+    np.testing.assert_array_equal(np.asarray(grown.facet_head.gate_context_kernel), kernel)
+    ids = _histories()  # old items only: the same gates
+    np.testing.assert_allclose(grown.scorer().predict_on_batch(ids)["head_weights"],
+                               model.scorer().predict_on_batch(ids)["head_weights"], rtol=1e-5, atol=1e-7)
