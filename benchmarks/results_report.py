@@ -221,6 +221,23 @@ def serving_snapshot_section():
     return "\n\n".join(parts)
 
 
+def virtual_devices_section():
+    parts = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", "virtual_devices_*.json"))):
+        with open(path) as f:
+            report = json.load(f)
+        settings = report["settings"]
+        lines = [f"`{os.path.relpath(path, ROOT)}`: `{report['command']}` (commit "
+                 f"{(report.get('git') or {}).get('commit', '?')[:10]}, {report['machine'].get('cpu')}, "
+                 f"{report['cores']} core(s) for 4 virtual devices). {report['backend']}, {settings['model']}, "
+                 f"{settings['data']}, batch {settings['batch']}.", "",
+                 "| layout | median step (ms) | ratio to one device | first-step loss |", "|---|---|---|---|"]
+        lines += [f"| {row['layout']} | {row['median_step_ms']} | {row['ratio_to_one_device']} | "
+                  f"{row['first_step_loss']} |" for row in report["rows"]]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def build():
     """`(RESULTS.md text, the README's table block, the chosen configuration's flags, the recipe's flags)`."""
     runner = _load("benchmarks/multi_seed.py")
@@ -302,6 +319,12 @@ def build():
                 "(`benchmarks/serving_table_snapshot.py`)", "",
                 "Medians of requests taking turns in one process: ratios hold while other work shares the machine.",
                 "", snapshot, ""]
+    virtual = virtual_devices_section()
+    if virtual:
+        out += ["## Several devices, simulated: 4 virtual CPU devices (`benchmarks/virtual_devices.py`)", "",
+                "The devices are slices of the same core(s), so no layout can be faster than one device here: the "
+                "ratio is what the layout costs (splitting the batch, replicating or sharding the weights, "
+                "reducing the gradients), not what real devices would gain.", "", virtual, ""]
     serving = serving_section()
     if serving:
         out += ["## Serving (`benchmarks/serving_load.py`)", serving, ""]
