@@ -176,18 +176,28 @@ def scaling_section():
     return "\n\n".join(parts)
 
 
+def _result_files(pattern):
+    """`(path relative to the checkout, report)` of every `results/<pattern>` JSON file, sorted by name."""
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", pattern))):
+        with open(path) as f:
+            yield os.path.relpath(path, ROOT), json.load(f)
+
+
+def _origin(name, report):
+    """"`name`: `command` (commit C, CPU" -- the caller closes the parenthesis."""
+    commit = (report.get("git") or {}).get("commit", "")[:10] or "not recorded"
+    cpu = report["machine"].get("cpu", "CPU model not recorded")
+    return f"`{name}`: `{report['command']}` (commit {commit}, {cpu}"
+
+
 def million_section():
     """Every `results/million_items*.json`: the run's stages and, for `--epochs` runs, the learning curve."""
     parts = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "results", "million_items*.json"))):
-        with open(path) as f:
-            report = json.load(f)
+    for name, report in _result_files("million_items*.json"):
         settings, stages = report["settings"], report["stages"]
-        commit = (report.get("git") or {}).get("commit", "")[:10] or "not recorded"
         evaluate, train = stages["evaluate"], stages["train"]
-        lines = [f"`{os.path.relpath(path, ROOT)}`: `{report['command']}` (commit {commit}, "
-                 f"{report['machine'].get('cpu', 'CPU model not recorded')}, {report['machine']['cpu_count']} cores).",
-                 "", f"{settings['items']:,} items, {settings['users']:,} users, data `{settings.get('data', 'zipf')}`, "
+        lines = [f"{_origin(name, report)}, {report['machine']['cpu_count']} cores).", "",
+                 f"{settings['items']:,} items, {settings['users']:,} users, data `{settings.get('data', 'zipf')}`, "
                  f"model `{settings.get('model', 'sasrec')}`, optimizer `{settings.get('optimizer', 'adam')}`, "
                  f"{settings['negatives']} uniform negatives; test on {evaluate['users']:,} users: NDCG@10 "
                  f"**{evaluate['ndcg_at_10']:.4f}** (HR@10 {evaluate['hr_at_10']:.4f}) against popularity "
@@ -207,30 +217,22 @@ def million_section():
 
 def serving_snapshot_section():
     parts = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "results", "serving_table_snapshot*.json"))):
-        with open(path) as f:
-            report = json.load(f)
+    for name, report in _result_files("serving_table_snapshot*.json"):
         settings = report["settings"]
-        lines = [f"`{os.path.relpath(path, ROOT)}`: `{report['command']}` (commit "
-                 f"{(report.get('git') or {}).get('commit', '?')[:10]}, {report['machine']['cpu']}). "
-                 f"FAME, {settings['items']:,} items, batch {settings['batch']}, chunks of {settings['chunk_size']:,}; "
-                 f"the snapshot's top-{settings['k']} equals the per-request table's: {report['top_k_equal']}.", "",
-                 "| ranking function | median ms per request |", "|---|---|"]
-        lines += [f"| {name} | {ms} |" for name, ms in report["median_ms_per_request"].items()]
+        lines = [f"{_origin(name, report)}). FAME, {settings['items']:,} items, batch {settings['batch']}, chunks of "
+                 f"{settings['chunk_size']:,}; the snapshot's top-{settings['k']} equals the per-request table's: "
+                 f"{report['top_k_equal']}.", "", "| ranking function | median ms per request |", "|---|---|"]
+        lines += [f"| {ranker} | {ms} |" for ranker, ms in report["median_ms_per_request"].items()]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
 def virtual_devices_section():
     parts = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "results", "virtual_devices_*.json"))):
-        with open(path) as f:
-            report = json.load(f)
+    for name, report in _result_files("virtual_devices_*.json"):
         settings = report["settings"]
-        lines = [f"`{os.path.relpath(path, ROOT)}`: `{report['command']}` (commit "
-                 f"{(report.get('git') or {}).get('commit', '?')[:10]}, {report['machine'].get('cpu')}, "
-                 f"{report['cores']} core(s) for 4 virtual devices). {report['backend']}, {settings['model']}, "
-                 f"{settings['data']}, batch {settings['batch']}.", "",
+        lines = [f"{_origin(name, report)}, {report['cores']} core(s) for 4 virtual devices). {report['backend']}, "
+                 f"{settings['model']}, {settings['data']}, batch {settings['batch']}.", "",
                  "| layout | median step (ms) | ratio to one device | first-step loss |", "|---|---|---|---|"]
         lines += [f"| {row['layout']} | {row['median_step_ms']} | {row['ratio_to_one_device']} | "
                   f"{row['first_step_loss']} |" for row in report["rows"]]
