@@ -149,8 +149,9 @@ class ItemTableSnapshot(keras.layers.Layer):
 
     With item facets or a content table, `ItemEmbedding.item_table()` is
     computed from several weights (`[num_items + 1, d]` gathers and adds):
-    a ranker that reads it recomputes it for every request (about 170 ms at
-    10^6 items on one CPU core). A ranker given a snapshot scores against
+    a ranker that reads it recomputes it for every request (about 160 ms of
+    a 200 ms request at 10^6 items on this project's CPU machine,
+    `benchmarks/serving_table_snapshot.py`). A ranker given a snapshot scores against
     the stored table instead; it is a copy, so a model trained or
     relabelled afterwards needs a new snapshot (a new export).
 
