@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from keras_fame.layers.item_scores import mask_padding_scores, score_items
-from keras_fame.validation import no_unknown_kwargs, positive_float, positive_int, rate
+from keras_fame.validation import no_unknown_kwargs, non_negative_int, positive_float, positive_int, rate
 
 
 @keras.saving.register_keras_serializable(package="keras_fame")
@@ -123,9 +123,7 @@ class FacetGatedHead(keras.layers.Layer):
         no_unknown_kwargs(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         self.gate_temperature = positive_float("gate_temperature", gate_temperature)
-        if isinstance(gate_context_dim, bool) or not isinstance(gate_context_dim, int) or gate_context_dim < 0:
-            raise ValueError(f"gate_context_dim={gate_context_dim!r} must be an int >= 0")
-        self.gate_context_dim = gate_context_dim
+        self.gate_context_dim = non_negative_int("gate_context_dim", gate_context_dim)
         self.num_heads = positive_int("num_heads", num_heads)
         self.head_dim = positive_int("head_dim", head_dim)
         self.dropout = rate("dropout", dropout)

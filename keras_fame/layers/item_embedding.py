@@ -304,7 +304,8 @@ class ItemEmbedding(keras.layers.Layer):
             seq_labels = ops.take(ops.convert_to_tensor(labels), item_ids, axis=0)  # [b, t]; padding: label 0
             labelled = ops.cast(seq_labels > 0, "float32")
             same = ops.cast(ops.equal(seq_labels[:, :, None], seq_labels[:, None, :]), "float32")  # [b, t, j]
-            matches = ops.sum(same * earlier * labelled[:, None, :], axis=-1) * labelled  # [b, t]
+            # An item j sharing t's label is labelled wherever t is: only t's label needs checking.
+            matches = ops.sum(same * earlier, axis=-1) * labelled  # [b, t]
             shares.append(matches / ops.maximum(count, 1.0))
         if not shares:
             return ops.zeros((ops.shape(item_ids)[0], seq, 0), "float32")

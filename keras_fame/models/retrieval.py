@@ -167,11 +167,10 @@ class ItemTableSnapshot(keras.layers.Layer):
 
     def __init__(self, model, **kwargs):
         super().__init__(trainable=False, **kwargs)
-        self._initial = keras.ops.convert_to_numpy(model.item_embedding.item_table(training=False))
-        self.table = self.add_weight(name="table", shape=self._initial.shape, initializer="zeros",
-                                     dtype=str(self._initial.dtype), trainable=False)
-        self.table.assign(self._initial)
-        self._initial = None
+        table = keras.ops.convert_to_numpy(model.item_embedding.item_table(training=False))
+        self.table = self.add_weight(name="table", shape=table.shape, initializer="zeros", dtype=str(table.dtype),
+                                     trainable=False)
+        self.table.assign(table)
         self.built = True
 
     def call(self, item_ids):
