@@ -194,7 +194,10 @@ class SequentialRecommender(keras.Model):
         """Top-k next items for raw item-id histories of any length.
 
         Runs `ranker()` (the same model the SavedModel export serves) batch by
-        batch, after checking the ids.
+        batch, after checking the ids. Where the item table is computed
+        (facets, content; `ItemEmbedding.computes_table`), it is computed once
+        per call into an `ItemTableSnapshot` kept with the cached rankers,
+        not once per batch.
 
         Args:
             histories: a list of sequences of item ids (oldest first, any
@@ -220,10 +223,18 @@ class SequentialRecommender(keras.Model):
         indptr, flat = histories_to_arrays(histories, self.num_items)
         # One ranker per setting, kept outside Keras' attribute tracking (it shares this model's
         # layers; it is not saved), so that repeated calls reuse its traced predict function.
+        # A table computed from facets or content is snapshotted once per call, not once per batch.
         cache = self.__dict__.setdefault("_ranker_cache", {})
+        if self.item_embedding.computes_table:
+            snapshot = cache.get("snapshot")
+            if snapshot is None:
+                snapshot = cache["snapshot"] = retrieval.ItemTableSnapshot(self, name="recommend_table_snapshot")
+            else:
+                snapshot.refresh()
         setting = (k, exclude_seen, explain, chunk_size)
         if setting not in cache:
-            cache[setting] = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain, chunk_size=chunk_size)
+            cache[setting] = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain, chunk_size=chunk_size,
+                                         table_snapshot=cache.get("snapshot"))
         ranker = cache[setting]
         lengths = np.diff(indptr)
         results = {}
