@@ -147,6 +147,12 @@ def planted_section():
     return "\n".join(lines)
 
 
+def _markdown_table(caption, header, rows):
+    """`caption`, a blank line, then a markdown table with `header` and one line per row of `rows`."""
+    lines = [caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
 def scaling_section():
     """The step-scaling runs: Adam against LazyAdam, and with item facets after and before `ItemEmbedding.rows`."""
     parts = []
@@ -161,14 +167,14 @@ def scaling_section():
         report = _result(name)
         if report is None:
             continue
-        lines = [caption, "", f"`{report['command']}` (commit {(report.get('git') or {}).get('commit', '?')[:10]}, "
-                 f"{report['machine']['cpu']}, {report['machine']['cpu_count']} cores):", "",
-                 "| optimizer | item facets | items | median step (ms) |", "|---|---|---|---|"]
-        lines += [f"| {row['optimizer']} | {row.get('facets', 0)} | {row['num_items']:,} | "
-                  f"{row['median_step_seconds'] * 1e3:.0f} |" for row in report["rows"]]
+        origin = (f"`{report['command']}` (commit {(report.get('git') or {}).get('commit', '?')[:10]}, "
+                  f"{report['machine']['cpu']}, {report['machine']['cpu_count']} cores):")
+        rows = [(row["optimizer"], row.get("facets", 0), f"{row['num_items']:,}",
+                 f"{row['median_step_seconds'] * 1e3:.0f}") for row in report["rows"]]
         ratios = ", ".join(f"{key} {ratio:.2f}" for key, ratio in report["ratio_largest_to_smallest"].items())
-        lines.append(f"\nRatio of the largest to the smallest catalogue's step: {ratios}.")
-        parts.append("\n".join(lines))
+        header = ("optimizer", "item facets", "items", "median step (ms)")
+        parts.append(_markdown_table(f"{caption}\n\n{origin}", header, rows)
+                     + f"\n\nRatio of the largest to the smallest catalogue's step: {ratios}.")
     if not parts:
         return ""
     parts.append("The pairs take turns step by step, so the ratios hold while other work shares the machine; the "
@@ -204,11 +210,11 @@ def million_section():
                  f"{evaluate['popularity_ndcg_at_10']:.4f} (random HR@10 {evaluate['random_hr_at_10']:g}); "
                  f"peak RSS {report['peak_rss_gb']} GB."]
         if report.get("epochs"):
-            lines += ["", f"Best validation epoch {train.get('best_epoch')} of {len(report['epochs'])}:", "",
-                      "| epoch | training s | loss | validation NDCG@10 | validation HR@10 | peak RSS GB |",
-                      "|---|---|---|---|---|---|"]
-            lines += [f"| {e['epoch']} | {e['train_seconds']} | {e['loss']} | {e['val_ndcg@10']} | {e['val_hr@10']} | "
-                      f"{e['peak_rss_gb']} |" for e in report["epochs"]]
+            rows = [(e["epoch"], e["train_seconds"], e["loss"], e["val_ndcg@10"], e["val_hr@10"], e["peak_rss_gb"])
+                    for e in report["epochs"]]
+            lines += ["", _markdown_table(
+                f"Best validation epoch {train.get('best_epoch')} of {len(report['epochs'])}:",
+                ("epoch", "training s", "loss", "validation NDCG@10", "validation HR@10", "peak RSS GB"), rows)]
         else:
             lines.append(f"\n{train['steps']} training steps ({train['seconds']} s): time and memory, not quality.")
         parts.append("\n".join(lines))
@@ -219,11 +225,11 @@ def serving_snapshot_section():
     parts = []
     for name, report in _result_files("serving_table_snapshot*.json"):
         settings = report["settings"]
-        lines = [f"{_origin(name, report)}). FAME, {settings['items']:,} items, batch {settings['batch']}, chunks of "
-                 f"{settings['chunk_size']:,}; the snapshot's top-{settings['k']} equals the per-request table's: "
-                 f"{report['top_k_equal']}.", "", "| ranking function | median ms per request |", "|---|---|"]
-        lines += [f"| {ranker} | {ms} |" for ranker, ms in report["median_ms_per_request"].items()]
-        parts.append("\n".join(lines))
+        caption = (f"{_origin(name, report)}). FAME, {settings['items']:,} items, batch {settings['batch']}, chunks of "
+                   f"{settings['chunk_size']:,}; the snapshot's top-{settings['k']} equals the per-request table's: "
+                   f"{report['top_k_equal']}.")
+        parts.append(_markdown_table(caption, ("ranking function", "median ms per request"),
+                                     report["median_ms_per_request"].items()))
     return "\n\n".join(parts)
 
 
@@ -231,12 +237,12 @@ def virtual_devices_section():
     parts = []
     for name, report in _result_files("virtual_devices_*.json"):
         settings = report["settings"]
-        lines = [f"{_origin(name, report)}, {report['cores']} core(s) for 4 virtual devices). {report['backend']}, "
-                 f"{settings['model']}, {settings['data']}, batch {settings['batch']}.", "",
-                 "| layout | median step (ms) | ratio to one device | first-step loss |", "|---|---|---|---|"]
-        lines += [f"| {row['layout']} | {row['median_step_ms']} | {row['ratio_to_one_device']} | "
-                  f"{row['first_step_loss']} |" for row in report["rows"]]
-        parts.append("\n".join(lines))
+        caption = (f"{_origin(name, report)}, {report['cores']} core(s) for 4 virtual devices). {report['backend']}, "
+                   f"{settings['model']}, {settings['data']}, batch {settings['batch']}.")
+        rows = [(row["layout"], row["median_step_ms"], row["ratio_to_one_device"], row["first_step_loss"])
+                for row in report["rows"]]
+        parts.append(_markdown_table(caption, ("layout", "median step (ms)", "ratio to one device", "first-step loss"),
+                                     rows))
     return "\n\n".join(parts)
 
 
