@@ -56,3 +56,24 @@ def toys_file():
 @pytest.fixture
 def beauty_file():
     return real_data_file("beauty")
+
+
+@pytest.fixture
+def last_position_loss():
+    """`loss(model, ids, last_targets, **trainer_kwargs)` -> `(loss, targets)` of one `test_on_batch`.
+
+    `LastPositionTrainer(model, **trainer_kwargs)` compiled with SGD(0) and the
+    masked softmax cross-entropy; `targets` is zero but for its last column,
+    `last_targets` (0 there is a padding target).
+    """
+    from keras_fame.losses import MaskedSoftmaxCrossEntropy
+    from keras_fame.training import LastPositionTrainer
+
+    def loss(model, ids, last_targets, **trainer_kwargs):
+        trainer = LastPositionTrainer(model, **trainer_kwargs)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.0), loss=MaskedSoftmaxCrossEntropy())
+        targets = np.zeros_like(ids)
+        targets[:, -1] = last_targets
+        return float(trainer.test_on_batch(ids, targets)), targets
+
+    return loss

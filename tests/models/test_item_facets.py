@@ -6,7 +6,7 @@ import pytest
 
 from keras_fame import FAME, SASRec
 from keras_fame.losses import MaskedSoftmaxCrossEntropy
-from keras_fame.training import AllPositionsTrainer, LastPositionTrainer
+from keras_fame.training import AllPositionsTrainer
 
 V = 30
 
@@ -78,15 +78,12 @@ def test_changing_one_items_label_changes_exactly_the_scores_that_should_change(
     assert not np.allclose(model.scorer().predict_on_batch(ids)["scores"], after)
 
 
-def test_auxiliary_loss_equals_numpy_cross_entropy():
+def test_auxiliary_loss_equals_numpy_cross_entropy(last_position_loss):
     model = _fame()
     weight = 0.7
-    trainer = LastPositionTrainer(model, facet_loss_weight=weight)
-    trainer.compile(optimizer=keras.optimizers.SGD(0.0), loss=MaskedSoftmaxCrossEntropy())
     ids = _histories()
-    targets = np.zeros_like(ids)
-    targets[:, -1] = [3, 9, 0, 21, 30]  # one padding target: left out of both losses
-    loss = float(trainer.test_on_batch(ids, targets))
+    # One padding target (0): left out of both losses.
+    loss, targets = last_position_loss(model, ids, [3, 9, 0, 21, 30], facet_loss_weight=weight)
 
     out = model.scorer(explain=True).predict_on_batch(ids)
     facets = np.asarray(model.facet_head.facets(model.get_layer("moe_block")(

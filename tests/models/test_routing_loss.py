@@ -6,7 +6,7 @@ import pytest
 
 from keras_fame import FAME, SASRec
 from keras_fame.losses import MaskedSoftmaxCrossEntropy, SampledSoftmaxCrossEntropy, mixture_routing_loss
-from keras_fame.training import AllPositionsTrainer, LastPositionTrainer, SampledSoftmaxTrainer
+from keras_fame.training import AllPositionsTrainer, SampledSoftmaxTrainer
 
 V = 30
 
@@ -33,15 +33,12 @@ def _numpy_routing(gates, head_scores, targets):
     return per_user[targets > 0].mean()
 
 
-def test_routing_loss_equals_the_numpy_mixture_likelihood():
+def test_routing_loss_equals_the_numpy_mixture_likelihood(last_position_loss):
     model = _fame()
     weight = 0.7
-    trainer = LastPositionTrainer(model, routing_loss_weight=weight)
-    trainer.compile(optimizer=keras.optimizers.SGD(0.0), loss=MaskedSoftmaxCrossEntropy())
     ids = _histories()
-    targets = np.zeros_like(ids)
-    targets[:, -1] = [3, 9, 0, 21, 30]  # one padding target: left out of both losses
-    loss = float(trainer.test_on_batch(ids, targets))
+    # One padding target (0): left out of both losses.
+    loss, targets = last_position_loss(model, ids, [3, 9, 0, 21, 30], routing_loss_weight=weight)
 
     out = model.scorer(explain=True).predict_on_batch(ids)
     y = targets[:, -1]
