@@ -22,11 +22,40 @@ def test_the_choice_is_made_on_validation_only(load_script):
     groups[report.DATASETS[0], "better_once", "fame"] = runs([0.99, 0.99, 0.99], [0.9, 0.9, 0.9])
     groups[report.DATASETS[1], "better_once", "fame"] = runs([0.49, 0.49, 0.49], [0.9, 0.9, 0.9])
     configurations = [default, "better_everywhere", "two_seeds", "better_once"]
-    winner, ranking = report.choose(groups, configurations)
-    assert winner == "better_everywhere"  # above the default on both datasets; test numbers never looked at
+    winner, ranking, note = report.choose(groups, configurations)
+    assert (winner, note) == ("better_everywhere", "")  # above the default on both datasets; test numbers never looked at
     assert [row[3] for row in ranking[report.DATASETS[0]]] == ["better_once", "better_everywhere", default]
     del groups[report.DATASETS[0], "better_everywhere", "fame"]
     assert report.choose(groups, configurations)[0] is None
+
+
+def test_a_leader_within_one_std_of_the_incumbent_needs_five_seeds_to_replace_it(load_script):
+    report = load_script("benchmarks/results_report.py")
+    first, second = report.DATASETS
+
+    def runs(validation):
+        return [(seed, {}, {"fame": {"training": {"best_validation": {"ndcg@10": v}}}})
+                for seed, v in enumerate(validation)]
+
+    groups = {}
+    for dataset in report.DATASETS:
+        groups[dataset, report.CURRENT_DEFAULT, "fame"] = runs([0.50, 0.50, 0.50])
+        groups[dataset, "incumbent", "fame"] = runs([0.60, 0.61, 0.62])
+    groups[first, "leader", "fame"] = runs([0.61, 0.615, 0.62])  # within one std of the incumbent here
+    groups[second, "leader", "fame"] = runs([0.70, 0.70, 0.71])  # far ahead here
+    configurations = [report.CURRENT_DEFAULT, "incumbent", "leader"]
+    assert report.choose(groups, configurations)[0] == "leader"  # no incumbent: the largest gain
+    chosen, _, note = report.choose(groups, configurations, incumbent="incumbent")
+    assert chosen == "incumbent"
+    assert f"on {first} the two are within one std" in note and second not in note
+    # Five seeds of both, still ahead on every dataset: the leader replaces the incumbent.
+    groups[first, "incumbent", "fame"] = runs([0.60, 0.61, 0.62, 0.60, 0.61])
+    groups[first, "leader", "fame"] = runs([0.61, 0.615, 0.62, 0.61, 0.62])
+    assert report.choose(groups, configurations, incumbent="incumbent")[:3:2] == ("leader", "")
+    # Behind the incumbent on one dataset: it holds, however many seeds.
+    groups[first, "leader", "fame"] = runs([0.60, 0.60, 0.60, 0.60, 0.60])
+    chosen, _, note = report.choose(groups, configurations, incumbent="incumbent")
+    assert chosen == "incumbent" and f"on {first} its mean is not above" in note
 
 
 def test_train_args_are_compared_as_options(load_script, tmp_path, monkeypatch):
