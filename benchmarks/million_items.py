@@ -12,7 +12,9 @@ Stages, each timed, with the process's peak resident memory after each:
    clusters of `--cluster-size`, the next item in the current cluster with
    probability `--stay` (a model must learn the clusters from co-occurrence).
 2. `leave_one_out` (max_len 50).
-3. `--model` SASRec or FAME (d = 64; FAME H = 2, N = 4, from a random start)
+3. `--model` SASRec or FAME (d = 64; FAME H = 2, N = 4, from a random start, or
+   with `--from-sasrec PATH` transplanted from a SASRec saved by an earlier run's
+   `--save-model PATH`, `FAME.from_sasrec`, the package's own SASRec -> FAME path)
    trained for `--steps` batches with a sampled softmax
    (`--negatives` uniform negatives per batch, log-Q corrected): the logits are
    `[batch, seq, 1 + negatives]`, never `[batch, seq, items]`. `--optimizer
@@ -123,8 +125,17 @@ def main(argv=None):
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--checkpoint-dir", help="with --epochs: checkpoint every epoch here and continue a killed run "
                         "from its last finished epoch (removed when training ends)")
+    parser.add_argument("--save-model", help="save the trained model here (a .keras file), e.g. for --from-sasrec")
+    parser.add_argument("--from-sasrec", help="with --model fame: start FAME from this SASRec .keras file (trained on "
+                        "the same data and seed, e.g. by --model sasrec --save-model)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    if args.save_model and not args.save_model.endswith(".keras"):
+        parser.error(f"--save-model must name a .keras file, got {args.save_model!r}")
+    if args.from_sasrec and args.model != "fame":
+        parser.error("--from-sasrec needs --model fame")
+    if args.from_sasrec and not os.path.isfile(args.from_sasrec):
+        parser.error(f"--from-sasrec: no such file: {args.from_sasrec}")
     report = {**provenance(sys.argv if argv is None else ["million_items.py", *argv]), "settings": vars(args),
               "stages": {}}
 
@@ -147,7 +158,14 @@ def main(argv=None):
     stage("split", time.perf_counter() - start, train_positions=int(split.num_train_positions))
 
     start = time.perf_counter()
-    if args.model == "fame":
+    if args.from_sasrec:
+        sasrec = keras.saving.load_model(args.from_sasrec)
+        if not isinstance(sasrec, keras_fame.SASRec) or sasrec.num_items != args.items:
+            raise SystemExit(f"--from-sasrec {args.from_sasrec}: not a SASRec over --items {args.items} items "
+                             f"(got {type(sasrec).__name__} with {getattr(sasrec, 'num_items', '?')} items)")
+        model = keras_fame.FAME.from_sasrec(sasrec, num_heads=2, num_experts=4, seed=args.seed)
+        del sasrec
+    elif args.model == "fame":
         model = keras_fame.FAME(args.items, hidden_dim=64, num_heads=2, num_experts=4, max_len=50, dropout=0.2)
     else:
         model = keras_fame.SASRec(args.items, hidden_dim=64, num_heads=2, max_len=50, dropout=0.2)
@@ -200,6 +218,8 @@ def main(argv=None):
         same = bool((served["item_ids"].numpy() == model.recommend(test.inputs[:64], k=10)["item_ids"]).all())
         stage("export", time.perf_counter() - start, served_equals_recommend=same)
 
+    if args.save_model:
+        model.save(args.save_model)
     report["peak_rss_gb"] = round(peak_rss_gb(), 2)
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))
     if args.out:

@@ -51,3 +51,43 @@ def test_a_killed_epochs_run_continues_from_its_last_finished_epoch(tmp_path, lo
     assert [e["epoch"] for e in report["epochs"]] == [1, 2, 3]
     assert all(e["loss"] > 0 and e["peak_rss_gb"] > 0 and e["train_seconds"] > 0 for e in report["epochs"])
     assert not (tmp_path / "ckpt").exists()  # removed when training ends
+
+
+def test_fame_starts_from_a_saved_sasrec_and_bad_flags_are_refused(tmp_path, load_script, monkeypatch, capsys):
+    bench = load_script("benchmarks/million_items.py")
+    import keras
+    import numpy as np
+    import pytest
+
+    common = ["--users", "1500", "--items", "200", "--data", "clustered", "--cluster-size", "10", "--stay", "0.95",
+              "--epochs", "1", "--patience", "1", "--eval-users", "300", "--chunk-size", "64", "--batch-size", "128",
+              "--negatives", "16"]
+    saved = tmp_path / "sasrec.keras"
+    assert bench.main([*common, "--model", "sasrec", "--save-model", str(saved)]) == 0
+    sasrec_table = np.asarray(keras.saving.load_model(str(saved)).item_embedding.item_table())
+
+    started = {}
+    train = bench.train_epochs
+
+    def record_start(model, *args, **kwargs):
+        started["table"] = np.asarray(model.item_embedding.item_table())
+        started["class"] = type(model).__name__
+        return train(model, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "train_epochs", record_start)
+    out = tmp_path / "fame.json"
+    assert bench.main([*common, "--model", "fame", "--from-sasrec", str(saved), "--out", str(out)]) == 0
+    assert started["class"] == "FAME"
+    np.testing.assert_array_equal(started["table"], sasrec_table)  # the transplant, not a random start
+    assert json.loads(out.read_text())["settings"]["from_sasrec"] == str(saved)
+
+    for flags, message in ((["--model", "sasrec", "--from-sasrec", str(saved)], "--from-sasrec needs --model fame"),
+                           (["--model", "fame", "--from-sasrec", str(tmp_path / "none.keras")], "no such file"),
+                           (["--model", "sasrec", "--save-model", str(tmp_path / "x.h5")], "must name a .keras file")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            bench.main([*common, *flags])
+        assert message in capsys.readouterr().err
+    # A SASRec over another catalogue: refused, naming the flag and both sizes.
+    with pytest.raises(SystemExit, match=r"--from-sasrec .*not a SASRec over --items 150 items .*200 items"):
+        bench.main([*[c if c != "200" else "150" for c in common], "--model", "fame", "--from-sasrec", str(saved)])
