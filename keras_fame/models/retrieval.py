@@ -153,7 +153,7 @@ class ItemTableSnapshot(keras.layers.Layer):
     a 200 ms request at 10^6 items on this project's CPU machine,
     `benchmarks/serving_table_snapshot.py`). A ranker given a snapshot scores against
     the stored table instead; it is a copy, so a model trained or
-    relabelled afterwards needs `refresh()` (or, for an export, a new
+    relabelled afterwards needs `refresh(model)` (or, for an export, a new
     export). The copy costs `(num_items + 1) * d` floats of memory.
 
     Args:
@@ -168,16 +168,17 @@ class ItemTableSnapshot(keras.layers.Layer):
 
     def __init__(self, model, **kwargs):
         super().__init__(trainable=False, **kwargs)
-        self._source = model.item_embedding
-        table = self._source.item_table(training=False)
+        # No reference to `model` is kept: Keras would track its layers as this layer's, and an
+        # export would then hold the item weights twice.
+        table = model.item_embedding.item_table(training=False)
         self.table = self.add_weight(name="table", shape=tuple(table.shape), initializer="zeros",
                                      dtype=keras.backend.standardize_dtype(table.dtype), trainable=False)
         self.table.assign(table)
         self.built = True
 
-    def refresh(self):
-        """Copy the model's current item table into the snapshot (after training or `set_item_facets`)."""
-        self.table.assign(self._source.item_table(training=False))
+    def refresh(self, model):
+        """Copy `model`'s current item table (same shape) into the snapshot, e.g. after training or relabelling."""
+        self.table.assign(model.item_embedding.item_table(training=False))
 
     def call(self, item_ids):
         return ops.convert_to_tensor(self.table)

@@ -230,7 +230,7 @@ class SequentialRecommender(keras.Model):
             if snapshot is None:
                 snapshot = cache["snapshot"] = retrieval.ItemTableSnapshot(self, name="recommend_table_snapshot")
             else:
-                snapshot.refresh()
+                snapshot.refresh(self)
         setting = (k, exclude_seen, explain, chunk_size)
         if setting not in cache:
             cache[setting] = self.ranker(k=k, exclude_seen=exclude_seen, explain=explain, chunk_size=chunk_size,

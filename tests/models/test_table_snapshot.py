@@ -17,6 +17,8 @@ def test_a_snapshot_ranks_as_the_computed_table_and_is_a_copy():
     assert model.item_embedding.computes_table
     snapshot = ItemTableSnapshot(model)
     np.testing.assert_array_equal(np.asarray(snapshot.table), np.asarray(model.item_embedding.item_table()))
+    # Its one weight is the table: the model's item weights are not tracked (an export holds them once).
+    assert [w.path for w in snapshot.weights] == [snapshot.table.path]
     ids = rng.integers(1, V + 1, size=(4, 6)).astype("int32")
     computed = model.ranker(k=5, explain=True).predict_on_batch(ids)
     stored = model.ranker(k=5, explain=True, table_snapshot=snapshot).predict_on_batch(ids)
