@@ -23,7 +23,8 @@ def test_the_choice_is_made_on_validation_only(load_script):
     groups[report.DATASETS[1], "better_once", "fame"] = runs([0.49, 0.49, 0.49], [0.9, 0.9, 0.9])
     configurations = [default, "better_everywhere", "two_seeds", "better_once"]
     winner, ranking, note = report.choose(groups, configurations)
-    assert (winner, note) == ("better_everywhere", "")  # above the default on both datasets; test numbers never looked at
+    # Above the default on both datasets; test numbers never looked at.
+    assert (winner, note) == ("better_everywhere", "")
     assert [row[3] for row in ranking[report.DATASETS[0]]] == ["better_once", "better_everywhere", default]
     del groups[report.DATASETS[0], "better_everywhere", "fame"]
     assert report.choose(groups, configurations)[0] is None
