@@ -277,7 +277,8 @@ def build():
     configurations = runner.plan_configurations(list(runner.PLANS))
     candidates = runner.plan_configurations(list(CANDIDATE_PLANS))
     groups = runner.collect(configurations)
-    incumbent = next((c for c in candidates if makefile_matches(candidates[c], runner.RECIPE)[0]), None)
+    train_options = makefile_train_args(runner.RECIPE)[0]  # read once, not once per candidate
+    incumbent = next((c for c in candidates if _options(candidates[c]) == train_options), None)
     winner, ranking, note = choose(groups, candidates, incumbent)
     default = winner or CURRENT_DEFAULT
 
@@ -304,10 +305,9 @@ def build():
         "",
     ]
     for dataset in DATASETS:
-        out += [f"FAME validation NDCG@10, {dataset}, best first:", "",
-                "| configuration | seeds | validation NDCG@10 |", "|---|---|---|"]
-        out += [f"| `{c}` | {n} | {m:.4f} ± {s:.4f} |" for m, s, n, c in ranking[dataset]]
-        out.append("")
+        out += [_markdown_table(f"FAME validation NDCG@10, {dataset}, best first:",
+                                ("configuration", "seeds", "validation NDCG@10"),
+                                [(f"`{c}`", n, f"{m:.4f} ± {s:.4f}") for m, s, n, c in ranking[dataset]]), ""]
     if note:
         out += [note, ""]
     out.append(f"**Chosen: `{winner}`** (`{_flags(candidates, winner)}`)." if winner else
@@ -405,8 +405,8 @@ def _options(tokens):
     return options
 
 
-def makefile_matches(chosen_flags, recipe):
-    """`(ok, TRAIN_ARGS)`: whether the Makefile's `TRAIN_ARGS` (`--recipe bsarec` spelt out) are `chosen_flags`."""
+def makefile_train_args(recipe):
+    """`(options, TRAIN_ARGS)`: the Makefile's `TRAIN_ARGS` as `_options` (`--recipe bsarec` spelt out), as written."""
     with open(MAKEFILE) as f:
         line = next(line for line in f if line.startswith("TRAIN_ARGS ?="))
     tokens = line.split("?=", 1)[1].split()
@@ -416,7 +416,13 @@ def makefile_matches(chosen_flags, recipe):
             expanded = expanded[:-1] + list(recipe)
         else:
             expanded.append(token)
-    return _options(expanded) == _options(chosen_flags), " ".join(tokens)
+    return _options(expanded), " ".join(tokens)
+
+
+def makefile_matches(chosen_flags, recipe):
+    """`(ok, TRAIN_ARGS)`: whether the Makefile's `TRAIN_ARGS` (`--recipe bsarec` spelt out) are `chosen_flags`."""
+    options, train_args = makefile_train_args(recipe)
+    return options == _options(chosen_flags), train_args
 
 
 def _with_block(readme, block):
