@@ -26,6 +26,11 @@ Stages, each timed, with the process's peak resident memory after each:
    recorded under `epochs`.
 4. Full-ranking evaluation of `--eval-users` test users, every item a
    candidate, items scored `--chunk-size` at a time (`evaluate_model(chunk_size=)`).
+   The users are drawn from `--seed` alone, so runs of one data and seed rank
+   the same users; `paired_ndcg_at_10` holds the per-user NDCG@10 of the model
+   minus popularity's and, with `--from-sasrec`, minus the starting SASRec's
+   (evaluated before training, stage `start_model`): mean, standard error, 95%
+   interval, p (`paired_ndcg`).
 5. `recommend` for 1,000 users, and a SavedModel export whose signature ranks in
    chunks too, called once.
 With `--steps` alone the quality numbers only show that learning happens (the
@@ -36,6 +41,7 @@ time and memory. With `--epochs` they say whether the model learnt the data.
 import argparse
 import dataclasses
 import json
+import math
 import os
 import resource
 import sys
@@ -50,7 +56,7 @@ import numpy as np  # noqa: E402
 
 from keras_fame.data import TrainingBatches, leave_one_out  # noqa: E402
 from keras_fame.data.synthetic import clustered_sessions, zipf_sessions  # noqa: E402
-from keras_fame.evaluation import evaluate_model  # noqa: E402
+from keras_fame.evaluation import evaluate_model, evaluate_ranking  # noqa: E402
 from keras_fame.experiments import provenance, write_json_atomic  # noqa: E402
 from keras_fame.data import SampledBatches  # noqa: E402
 from keras_fame.losses import SampledSoftmaxCrossEntropy  # noqa: E402
@@ -105,6 +111,35 @@ def train_epochs(model, split, validation, args):
     return epochs, report
 
 
+def paired_ndcg(ranks_a, ranks_b, k=10):
+    """Per-user NDCG@k of ranker B minus ranker A, both ranking the same users' targets.
+
+    Args:
+        ranks_a, ranks_b: int `[users]`, 0-based target ranks in the same user order.
+        k: the cut-off.
+
+    Returns:
+        dict: `users`; `mean_difference` (B - A, the difference of the two NDCG@k means);
+        `standard_error` (sample std of the per-user differences / sqrt(users)); `ci95`
+        (mean +- 1.96 standard errors); `p_two_sided` (normal approximation of the paired
+        t-test: `erfc(|mean / standard_error| / sqrt 2)`, fine at thousands of users);
+        `users_b_better` / `users_a_better` (users whose NDCG@k differs, by sign).
+    """
+    ranks_a, ranks_b = np.asarray(ranks_a), np.asarray(ranks_b)
+    if ranks_a.shape != ranks_b.shape or ranks_a.ndim != 1 or len(ranks_a) < 2:
+        raise ValueError(f"paired ranks need the same users, at least 2: shapes {ranks_a.shape} and {ranks_b.shape}")
+
+    def ndcg(ranks):
+        return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+    diff = ndcg(ranks_b) - ndcg(ranks_a)
+    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    p = math.erfc(abs(mean / se) / math.sqrt(2)) if se > 0 else (1.0 if mean == 0 else 0.0)
+    return {"users": int(len(diff)), "mean_difference": mean, "standard_error": se,
+            "ci95": [mean - 1.96 * se, mean + 1.96 * se], "p_two_sided": p,
+            "users_b_better": int((diff > 0).sum()), "users_a_better": int((diff < 0).sum())}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -157,22 +192,35 @@ def main(argv=None):
     del data
     stage("split", time.perf_counter() - start, train_positions=int(split.num_train_positions))
 
-    start = time.perf_counter()
+    # The users are drawn before training, in the order earlier runs drew them (validation, then test), so runs
+    # of the same data and seed rank the same users and their per-user ranks pair up.
+    rng = np.random.default_rng(args.seed)
+    if args.epochs:
+        validation = split.validation.subset(
+            np.sort(rng.choice(len(split.validation), size=min(args.eval_users, len(split.validation)), replace=False)))
+    sample = np.sort(rng.choice(len(split.test), size=min(args.eval_users, len(split.test)), replace=False))
+    test = split.test.subset(sample)
+
+    start_ranks = None
     if args.from_sasrec:
+        start = time.perf_counter()
         sasrec = keras.saving.load_model(args.from_sasrec)
         if not isinstance(sasrec, keras_fame.SASRec) or sasrec.num_items != args.items:
             raise SystemExit(f"--from-sasrec {args.from_sasrec}: not a SASRec over --items {args.items} items "
                              f"(got {type(sasrec).__name__} with {getattr(sasrec, 'num_items', '?')} items)")
+        # The SASRec FAME starts from, on the test users FAME is evaluated on: the transplant's paired baseline.
+        start_metrics = evaluate_model(sasrec, test, chunk_size=args.chunk_size, return_ranks=True)
+        start_ranks = start_metrics.pop("ranks")
+        stage("start_model", time.perf_counter() - start, ndcg_at_10=round(start_metrics["ndcg@10"], 4),
+              hr_at_10=round(start_metrics["hr@10"], 4))
         model = keras_fame.FAME.from_sasrec(sasrec, num_heads=2, num_experts=4, seed=args.seed)
         del sasrec
     elif args.model == "fame":
         model = keras_fame.FAME(args.items, hidden_dim=64, num_heads=2, num_experts=4, max_len=50, dropout=0.2)
     else:
         model = keras_fame.SASRec(args.items, hidden_dim=64, num_heads=2, max_len=50, dropout=0.2)
-    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
     if args.epochs:
-        validation = split.validation.subset(
-            np.sort(rng.choice(len(split.validation), size=min(args.eval_users, len(split.validation)), replace=False)))
         report["epochs"], fitted = train_epochs(model, split, validation, args)
         best = max(report["epochs"], key=lambda e: e["val_ndcg@10"])
         resumed = {"resumed_from_epoch": fitted["resumed_from_epoch"]} if "resumed_from_epoch" in fitted else {}
@@ -191,18 +239,19 @@ def main(argv=None):
         stage("train", seconds, steps=min(args.steps, len(sampled)), loss=round(float(history.history["loss"][-1]), 4),
               steps_per_second=round(min(args.steps, len(sampled)) / seconds, 2))
 
-    sample = np.sort(rng.choice(len(split.test), size=min(args.eval_users, len(split.test)), replace=False))
-    test = split.test.subset(sample)
     start = time.perf_counter()
-    metrics = evaluate_model(model, test, chunk_size=args.chunk_size)
+    metrics = evaluate_model(model, test, chunk_size=args.chunk_size, return_ranks=True)
     popularity = np.bincount(split.train_targets.ravel(), minlength=args.items + 1).astype(np.float64)
     popularity[0] = -np.inf
-    from keras_fame.evaluation import evaluate_ranking
-
-    baseline = evaluate_ranking(lambda x: np.broadcast_to(popularity, (len(x), args.items + 1)), test, batch_size=64)
+    baseline = evaluate_ranking(lambda x: np.broadcast_to(popularity, (len(x), args.items + 1)), test, batch_size=64,
+                                return_ranks=True)
     stage("evaluate", time.perf_counter() - start, users=len(sample), ndcg_at_10=round(metrics["ndcg@10"], 4),
           hr_at_10=round(metrics["hr@10"], 4), popularity_ndcg_at_10=round(baseline["ndcg@10"], 4),
           random_hr_at_10=round(10 / args.items, 6))
+    # The model against each baseline on the same users: per-user NDCG@10 differences (model minus baseline).
+    report["paired_ndcg_at_10"] = {"popularity": paired_ndcg(baseline["ranks"], metrics["ranks"])}
+    if start_ranks is not None:
+        report["paired_ndcg_at_10"]["start_model"] = paired_ndcg(start_ranks, metrics["ranks"])
 
     start = time.perf_counter()
     histories = [test.history_items[test.history_indptr[u] : test.history_indptr[u + 1]] for u in range(min(1000, len(test)))]

@@ -233,6 +233,15 @@ def million_section():
                  f"**{evaluate['ndcg_at_10']:.4f}** (HR@10 {evaluate['hr_at_10']:.4f}) against popularity "
                  f"{evaluate['popularity_ndcg_at_10']:.4f} (random HR@10 {evaluate['random_hr_at_10']:g}); "
                  f"peak RSS {report['peak_rss_gb']} GB."]
+        paired = report.get("paired_ndcg_at_10", {})  # runs since session 19 pair each user's ranks
+        if paired:
+            names = {"popularity": "popularity",
+                     "start_model": f"the SASRec it started from (NDCG@10 "
+                                    f"{stages.get('start_model', {}).get('ndcg_at_10', float('nan')):.4f})"}
+            lines.append("\nPer-user NDCG@10, the model minus each baseline on the same users: " + "; ".join(
+                f"{names.get(key, key)} {p['mean_difference']:+.4f} (95% interval {p['ci95'][0]:+.4f} to "
+                f"{p['ci95'][1]:+.4f}, p {p['p_two_sided']:.2g}; better for {p['users_b_better']:,} users, worse for "
+                f"{p['users_a_better']:,})" for key, p in paired.items()) + ".")
         if report.get("epochs"):
             rows = [(e["epoch"], e["train_seconds"], e["loss"], e["val_ndcg@10"], e["val_hr@10"], e["peak_rss_gb"])
                     for e in report["epochs"]]

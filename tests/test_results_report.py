@@ -68,3 +68,29 @@ def test_train_args_are_compared_as_options(load_script, tmp_path, monkeypatch):
     assert report.makefile_matches(["--dropout", "0.5", "--text-init", "pca", "--every-prefix"], recipe)[0]
     assert not report.makefile_matches(["--text-init", "facet", *recipe], recipe)[0]
     assert report.short_flags(["--text-init", "pca", *recipe], recipe) == "--text-init pca --recipe bsarec"
+
+
+def test_million_runs_show_their_paired_differences(load_script, tmp_path, monkeypatch):
+    import json
+
+    report = load_script("benchmarks/results_report.py")
+    paired = {"users": 1000, "mean_difference": 0.00721, "standard_error": 0.0006, "ci95": [0.00603, 0.00839],
+              "p_two_sided": 3e-33, "users_b_better": 412, "users_a_better": 120}
+    run = {"command": "python benchmarks/million_items.py --from-sasrec s.keras", "git": {"commit": "abcdef1234567"},
+           "machine": {"cpu": "Some CPU", "cpu_count": 2}, "peak_rss_gb": 5.0,
+           "settings": {"items": 1000, "users": 500, "data": "clustered", "model": "fame", "optimizer": "adam",
+                        "negatives": 16},
+           "stages": {"start_model": {"ndcg_at_10": 0.016}, "train": {"steps": 3, "seconds": 1.0},
+                      "evaluate": {"users": 1000, "ndcg_at_10": 0.0232, "hr_at_10": 0.04, "popularity_ndcg_at_10": 0.016,
+                                   "random_hr_at_10": 0.01}},
+           "paired_ndcg_at_10": {"popularity": paired, "start_model": {**paired, "mean_difference": -0.0003}}}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "million_items_t.json").write_text(json.dumps(run))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    text = report.million_section()
+    assert ("popularity +0.0072 (95% interval +0.0060 to +0.0084, p 3e-33; better for 412 users, worse for 120); "
+            "the SASRec it started from (NDCG@10 0.0160) -0.0003") in text, text
+    # A run written before runs paired their users shows no paired line.
+    del run["paired_ndcg_at_10"]
+    (tmp_path / "results" / "million_items_t.json").write_text(json.dumps(run))
+    assert "Per-user" not in report.million_section()

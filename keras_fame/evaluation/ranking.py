@@ -95,7 +95,8 @@ def top_k(scores, k):
     return index.astype(np.int32).reshape(lead + (k,)), values.reshape(lead + (k,))
 
 
-def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256):
+def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256,
+                     return_ranks=False):
     """Streams users through `score_fn` and returns HR@k / NDCG@k.
 
     Args:
@@ -106,9 +107,14 @@ def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=Tr
         exclude_history: drop already-seen items (see the module docstring).
         batch_size: users per batch; the last batch is padded to this size
             so compiled backends see one shape.
+        return_ranks: also return each user's 0-based target rank (e.g. for
+            a paired comparison of two rankers on the same users).
+            Defaults to False.
 
     Returns:
-        dict: `hr@k`, `ndcg@k` for each k, plus `users` and `protocol`.
+        dict: `hr@k`, `ndcg@k` for each k, plus `users` and `protocol`; with
+        `return_ranks`, also `ranks`, int64 `[users]` in `evaluation_set`'s
+        order (the metrics are `metrics_from_ranks(ranks, ks)`).
     """
     expected = evaluation_set.num_items + 1
 
@@ -118,10 +124,19 @@ def evaluate_ranking(score_fn, evaluation_set, ks=DEFAULT_KS, exclude_history=Tr
             raise ValueError(f"score_fn returned {scores.shape[-1]} columns, expected num_items + 1 = {expected}")
         return target_ranks(scores, targets, exclude)
 
-    return _stream(ranks_of, evaluation_set, ks, exclude_history, batch_size)
+    return _stream(ranks_of, evaluation_set, ks, exclude_history, batch_size, return_ranks)
 
 
-def _stream(ranks_of, evaluation_set, ks, exclude_history, batch_size):
+def _metrics(ranks, ks, exclude_history, return_ranks):
+    out = metrics_from_ranks(ranks, ks)
+    out["users"] = int(len(ranks))
+    out["protocol"] = "exclude_history" if exclude_history else "all_items"
+    if return_ranks:
+        out["ranks"] = ranks
+    return out
+
+
+def _stream(ranks_of, evaluation_set, ks, exclude_history, batch_size, return_ranks):
     """Users in batches -> `ranks_of(inputs padded to batch_size, targets, exclude)` -> metrics."""
     ev = evaluation_set
     n = len(ev)
@@ -133,10 +148,7 @@ def _stream(ranks_of, evaluation_set, ks, exclude_history, batch_size):
             batch = np.concatenate([batch, np.zeros((batch_size - len(batch), batch.shape[1]), batch.dtype)])
         exclude = history_mask_rows(ev.history_indptr, ev.history_items, start, stop) if exclude_history else None
         ranks[start:stop] = ranks_of(batch, ev.targets[start:stop], exclude)
-    out = metrics_from_ranks(ranks, ks)
-    out["users"] = int(n)
-    out["protocol"] = "exclude_history" if exclude_history else "all_items"
-    return out
+    return _metrics(ranks, ks, exclude_history, return_ranks)
 
 
 def chunked_target_ranks(user_vectors, item_matrix, targets, exclude=None, chunk_size=65536):
@@ -191,7 +203,8 @@ def chunked_target_ranks(user_vectors, item_matrix, targets, exclude=None, chunk
 
 
 def evaluate_model(
-    model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256, chunk_size=None, rank_model=None
+    model, evaluation_set, ks=DEFAULT_KS, exclude_history=True, batch_size=256, chunk_size=None, rank_model=None,
+    return_ranks=False,
 ):
     """HR@k / NDCG@k of a `SASRec`/`FAME` model, ranked on the device.
 
@@ -212,9 +225,12 @@ def evaluate_model(
             (num_items + 1)`. Defaults to None (all at once).
         rank_model: a `target_rank_model(model, chunk_size)` to reuse
             (e.g. across epochs). Defaults to a new one.
+        return_ranks: also return each user's 0-based target rank (as
+            `evaluate_ranking`). Defaults to False.
 
     Returns:
-        dict: `hr@k`, `ndcg@k` for each k, plus `users` and `protocol`.
+        dict: `hr@k`, `ndcg@k` for each k, plus `users` and `protocol`; with
+        `return_ranks`, also `ranks`, int64 `[users]`.
 
     Raises:
         FloatingPointError: naming the first user whose scores hold NaN or
@@ -253,10 +269,7 @@ def evaluate_model(
             bad = start + int(np.flatnonzero(~out["finite"])[0])
             raise FloatingPointError(f"row {bad}: the model produced NaN scores or a non-finite target score")
         ranks[start:stop] = out["ranks"]
-    out = metrics_from_ranks(ranks, ks)
-    out["users"] = int(n)
-    out["protocol"] = "exclude_history" if exclude_history else "all_items"
-    return out
+    return _metrics(ranks, ks, exclude_history, return_ranks)
 
 
 def evaluate_test_set(model, split):

@@ -202,6 +202,7 @@ def test_evaluate_model_on_the_device_equals_the_numpy_scorer_path_and_refuses_n
     import keras_fame
     from keras_fame.data import leave_one_out
     from keras_fame.data.synthetic import planted_facets
+    from keras_fame.evaluation.ranking import history_mask_rows
 
     keras.utils.set_random_seed(0)
     data, _ = planted_facets(num_users=150, seed=1)
@@ -215,6 +216,17 @@ def test_evaluate_model_on_the_device_equals_the_numpy_scorer_path_and_refuses_n
         for key, value in reference.items():
             tolerance = 0 if isinstance(value, (int, str)) else 1.0 / len(split.test)  # a near-tie may move one user
             assert got[key] == pytest.approx(value, abs=tolerance), key
+    # Per-user ranks for paired comparisons: the numpy reference's, in the evaluation set's order.
+    scores = scorer.predict_on_batch(split.test.inputs)["scores"]
+    exclude = history_mask_rows(split.test.history_indptr, split.test.history_items, 0, len(split.test))
+    want = target_ranks(np.asarray(scores), split.test.targets, exclude)
+    for result in (evaluate_model(model, split.test, batch_size=64, return_ranks=True),
+                   evaluate_ranking(lambda x: scorer.predict_on_batch(x)["scores"], split.test, batch_size=64,
+                                    return_ranks=True)):
+        assert result["ranks"].dtype == np.int64 and len(result["ranks"]) == len(split.test)
+        assert np.mean(result["ranks"] != want) <= 1.0 / len(split.test)  # a near-tie may move one user
+        assert {k: v for k, v in result.items() if "@" in k} == metrics_from_ranks(result["ranks"])
+    assert "ranks" not in got
     table = np.asarray(model.item_embedding.item_embeddings)
     table[5] = np.nan
     model.item_embedding.item_embeddings.assign(table)
