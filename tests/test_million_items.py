@@ -63,7 +63,8 @@ def test_fame_starts_from_a_saved_sasrec_and_bad_flags_are_refused(tmp_path, loa
               "--epochs", "1", "--patience", "1", "--eval-users", "300", "--chunk-size", "64", "--batch-size", "128",
               "--negatives", "16"]
     saved = tmp_path / "sasrec.keras"
-    assert bench.main([*common, "--model", "sasrec", "--save-model", str(saved), "--out", str(tmp_path / "s.json")]) == 0
+    saved_run = ["--model", "sasrec", "--save-model", str(saved), "--out", str(tmp_path / "s.json")]
+    assert bench.main([*common, *saved_run]) == 0
     sasrec_report = json.loads((tmp_path / "s.json").read_text())
     sasrec_table = np.asarray(keras.saving.load_model(str(saved)).item_embedding.item_table())
 

@@ -81,8 +81,8 @@ def test_million_runs_show_their_paired_differences(load_script, tmp_path, monke
            "settings": {"items": 1000, "users": 500, "data": "clustered", "model": "fame", "optimizer": "adam",
                         "negatives": 16},
            "stages": {"start_model": {"ndcg_at_10": 0.016}, "train": {"steps": 3, "seconds": 1.0},
-                      "evaluate": {"users": 1000, "ndcg_at_10": 0.0232, "hr_at_10": 0.04, "popularity_ndcg_at_10": 0.016,
-                                   "random_hr_at_10": 0.01}},
+                      "evaluate": {"users": 1000, "ndcg_at_10": 0.0232, "hr_at_10": 0.04,
+                                   "popularity_ndcg_at_10": 0.016, "random_hr_at_10": 0.01}},
            "paired_ndcg_at_10": {"popularity": paired, "start_model": {**paired, "mean_difference": -0.0003}}}
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "million_items_t.json").write_text(json.dumps(run))
