@@ -13,7 +13,8 @@ higher mean validation NDCG@10 (at the epoch early stopping kept) than `CURRENT_
 is a candidate; the candidate with the largest mean relative gain leads. It replaces the configuration the
 Makefile runs (the incumbent) only if its mean is higher than the incumbent's on every dataset and, on every
 dataset where the two means are within one std of each other, both have at least `CLOSE_SEEDS` seeds.
-Test numbers never enter it.
+Test numbers never enter it. Beside the choice, every other ranked configuration's FAME is compared with
+the chosen one's on validation, paired by seed (`validation_pairs`).
 """
 
 import argparse
@@ -109,6 +110,29 @@ def choose(groups, configurations, incumbent=None):
     if not reasons:
         return leader, ranking, ""
     return incumbent, ranking, f"`{leader}` leads but `{incumbent}` holds: " + "; ".join(reasons) + "."
+
+
+def validation_pairs(groups, ranking, chosen, compare):
+    """Markdown: every other ranked configuration's FAME against `chosen`'s, validation NDCG@10 paired by seed.
+
+    `ranking` is `choose`'s; `compare` is `multi_seed.compare` (means, paired differences, paired t-test).
+    """
+    rows = []
+    for dataset in DATASETS:
+        mine = groups.get((dataset, chosen, "fame"), [])
+        for _, _, _, config in ranking[dataset]:
+            if config == chosen:
+                continue
+            a = [(seed, v) for (seed, _, _), v in zip(mine, _validation(mine, "fame")) if v is not None]
+            theirs = groups.get((dataset, config, "fame"), [])
+            b = [(seed, v) for (seed, _, _), v in zip(theirs, _validation(theirs, "fame")) if v is not None]
+            c = compare(a, b)
+            paired = ", ".join(f"{d:+.4f}" for d in c["paired_diffs"])
+            rows.append((dataset, f"`{config}`", f"{c['n_a']} / {c['n_b']}", f"{c['diff']:+.4f}",
+                         f"{paired} ({','.join(map(str, c['paired_seeds']))})", f"{c['paired_p']:.3f}"))
+    return _markdown_table(f"Each other configuration's FAME minus `{chosen}`'s, validation NDCG@10, paired by seed:",
+                           ("dataset", "configuration B", f"seeds `{chosen}` / B", "B - chosen (means)",
+                            "paired B - chosen (seeds)", "paired p"), rows)
 
 
 def _flags(configurations, config):
@@ -322,6 +346,7 @@ def build():
     out.append(f"**Chosen: `{winner}`** (`{_flags(candidates, winner)}`)." if winner else
                f"**No configuration is above `{CURRENT_DEFAULT}` on both datasets; it stays the default** "
                f"(`{_flags(candidates, CURRENT_DEFAULT)}`).")
+    out += ["", validation_pairs(groups, ranking, default, runner.compare)]
     out += ["", "## Test results (`exclude_history`)", ""]
     for dataset in DATASETS:
         out += [f"### {dataset}", "", test_table(groups, configurations, dataset), ""]

@@ -59,6 +59,27 @@ def test_a_leader_within_one_std_of_the_incumbent_needs_five_seeds_to_replace_it
     assert chosen == "incumbent" and f"on {first} its mean is not above" in note
 
 
+def test_validation_pairs_are_the_other_configurations_minus_the_chosen_by_seed(load_script):
+    report = load_script("benchmarks/results_report.py")
+    compare = load_script("benchmarks/multi_seed.py").compare
+    first, second = report.DATASETS
+
+    def runs(validation, seeds=None):
+        return [(seed, {}, {"fame": {"training": {"best_validation": {"ndcg@10": v}}}})
+                for seed, v in zip(seeds or range(len(validation)), validation)]
+
+    groups = {}
+    for dataset in report.DATASETS:
+        groups[dataset, report.CURRENT_DEFAULT, "fame"] = runs([0.50, 0.52, 0.51])
+        groups[dataset, "chosen", "fame"] = runs([0.60, 0.61, 0.62, 0.63])
+    groups[first, "other", "fame"] = runs([0.64, 0.60, 0.62], seeds=[3, 0, 1])  # paired by seed, not by position
+    _, ranking, _ = report.choose(groups, [report.CURRENT_DEFAULT, "chosen", "other"])
+    text = report.validation_pairs(groups, ranking, "chosen", compare)
+    assert f"| {first} | `other` | 4 / 3 | +0.0050 | +0.0000, +0.0100, +0.0100 (0,1,3) |" in text, text
+    assert f"| {second} | `{report.CURRENT_DEFAULT}` | 4 / 3 | -0.1050 | -0.1000, -0.0900, -0.1100 (0,1,2) |" in text
+    assert "| `chosen` |" not in text  # never against itself
+
+
 def test_train_args_are_compared_as_options(load_script, tmp_path, monkeypatch):
     report = load_script("benchmarks/results_report.py")
     makefile = tmp_path / "Makefile"
