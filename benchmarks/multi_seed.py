@@ -113,6 +113,9 @@ PLANS["facets"] = {
     "facets_all4": ["--text-init", "pca", *RECIPE, "--item-facets", "brand,level1,level2,leaf"],
     # Facet attention: every head's logits also hold a decoupled facet term (DIF-SR style), both stages.
     "facets_attention": [*FACETS, "--facet-attention"],
+    # d = 128 (the paper picks d from {64, 128}, section 5.4; FFN width 4d = 512, the later flag wins): each
+    # facet's column slice doubles too.
+    "facets_fusion_d128": [*FACETS, "--hidden-dim", "128", "--intermediate-dim", "512"],
 }
 
 
