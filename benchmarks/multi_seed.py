@@ -116,6 +116,7 @@ PLANS["facets"] = {
     # d = 128 (the paper picks d from {64, 128}, section 5.4; FFN width 4d = 512, the later flag wins): each
     # facet's column slice doubles too.
     "facets_fusion_d128": [*FACETS, "--hidden-dim", "128", "--intermediate-dim", "512"],
+    "facets_gate_agree_d128": [*FACETS, "--hidden-dim", "128", "--intermediate-dim", "512", "--gate-facets"],
 }
 
 
