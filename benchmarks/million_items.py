@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 
 from keras_fame.data import TrainingBatches, leave_one_out  # noqa: E402
 from keras_fame.data.synthetic import clustered_sessions, zipf_sessions  # noqa: E402
-from keras_fame.evaluation import evaluate_model, evaluate_ranking  # noqa: E402
+from keras_fame.evaluation import evaluate_model, evaluate_ranking, ndcg_per_user  # noqa: E402
 from keras_fame.experiments import provenance, write_json_atomic  # noqa: E402
 from keras_fame.data import SampledBatches  # noqa: E402
 from keras_fame.losses import SampledSoftmaxCrossEntropy  # noqa: E402
@@ -128,11 +128,7 @@ def paired_ndcg(ranks_a, ranks_b, k=10):
     ranks_a, ranks_b = np.asarray(ranks_a), np.asarray(ranks_b)
     if ranks_a.shape != ranks_b.shape or ranks_a.ndim != 1 or len(ranks_a) < 2:
         raise ValueError(f"paired ranks need the same users, at least 2: shapes {ranks_a.shape} and {ranks_b.shape}")
-
-    def ndcg(ranks):
-        return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-
-    diff = ndcg(ranks_b) - ndcg(ranks_a)
+    diff = ndcg_per_user(ranks_b, k) - ndcg_per_user(ranks_a, k)
     mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
     p = math.erfc(abs(mean / se) / math.sqrt(2)) if se > 0 else (1.0 if mean == 0 else 0.0)
     return {"users": int(len(diff)), "mean_difference": mean, "standard_error": se,

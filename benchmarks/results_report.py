@@ -119,16 +119,17 @@ def validation_pairs(groups, ranking, chosen, compare):
 
     `ranking` is `choose`'s; `compare` is `multi_seed.compare` (means, paired differences, paired t-test).
     """
+    def by_seed(dataset, config):  # [(seed, FAME validation NDCG@10)] of the runs that recorded it
+        runs = groups.get((dataset, config, "fame"), [])
+        return [(seed, v) for (seed, _, _), v in zip(runs, _validation(runs, "fame")) if v is not None]
+
     rows = []
     for dataset in DATASETS:
-        mine = groups.get((dataset, chosen, "fame"), [])
+        mine = by_seed(dataset, chosen)
         for _, _, _, config in ranking[dataset]:
             if config == chosen:
                 continue
-            a = [(seed, v) for (seed, _, _), v in zip(mine, _validation(mine, "fame")) if v is not None]
-            theirs = groups.get((dataset, config, "fame"), [])
-            b = [(seed, v) for (seed, _, _), v in zip(theirs, _validation(theirs, "fame")) if v is not None]
-            c = compare(a, b)
+            c = compare(mine, by_seed(dataset, config))
             paired = ", ".join(f"{d:+.4f}" for d in c["paired_diffs"])
             rows.append((dataset, f"`{config}`", f"{c['n_a']} / {c['n_b']}", f"{c['diff']:+.4f}",
                          f"{paired} ({','.join(map(str, c['paired_seeds']))})", f"{c['paired_p']:.3f}"))

@@ -10,6 +10,7 @@ from keras_fame.evaluation.ranking import (
     evaluate_ranking,
     evaluate_test_set,
     metrics_from_ranks,
+    ndcg_per_user,
     target_ranks,
     top_k,
 )

@@ -63,13 +63,23 @@ def target_ranks(scores, targets, exclude=None):
     return ahead.sum(axis=1) - 1  # the target ties with itself
 
 
+def ndcg_per_user(ranks, k):
+    """Each user's NDCG@k from 0-based target ranks: `1 / log2(rank + 2)` if `rank < k`, else 0.
+
+    One relevant item per user, so the ideal DCG is 1. Returns float64 of the
+    shape of `ranks`; its mean is `metrics_from_ranks`' `ndcg@k` (e.g. for a
+    paired comparison of two rankers on the same users).
+    """
+    ranks = np.asarray(ranks)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def metrics_from_ranks(ranks, ks=DEFAULT_KS):
     ranks = np.asarray(ranks)
     out = {}
     for k in ks:
-        hit = ranks < k
-        out[f"hr@{k}"] = float(hit.mean()) if len(ranks) else 0.0
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean()) if len(ranks) else 0.0
+        out[f"hr@{k}"] = float((ranks < k).mean()) if len(ranks) else 0.0
+        out[f"ndcg@{k}"] = float(ndcg_per_user(ranks, k).mean()) if len(ranks) else 0.0
     return out
 
 

@@ -6,7 +6,14 @@ from keras_fame.data import EvaluationSet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_fame.evaluation import FullRankingEvaluation, evaluate_model, evaluate_ranking, metrics_from_ranks, target_ranks
+from keras_fame.evaluation import (
+    FullRankingEvaluation,
+    evaluate_model,
+    evaluate_ranking,
+    metrics_from_ranks,
+    ndcg_per_user,
+    target_ranks,
+)
 
 
 def _brute_force(scores, targets, histories, exclude_history, ks=(5, 10, 20)):
@@ -92,6 +99,8 @@ def test_metrics_from_ranks():
     out = metrics_from_ranks(np.array([0, 4, 9, 30]), ks=(5, 10))
     assert out["hr@5"] == 0.5 and out["hr@10"] == 0.75
     assert out["ndcg@5"] == pytest.approx((1 + 1 / np.log2(6)) / 4)
+    # Per user (for paired comparisons): its mean is the metric.
+    np.testing.assert_allclose(ndcg_per_user(np.array([0, 4, 9, 30]), 5), [1, 1 / np.log2(6), 0, 0])
 
 
 def test_callback_feeds_early_stopping():
