@@ -338,8 +338,11 @@ def case_study(model, evaluation, texts, label_fn, facets, out_dir, title, user=
     path = os.path.join(out_dir, "case_study.md")
     with open(path, "w") as f:
         f.write("\n".join(md) + "\n")
+    from keras_fame.experiments import provenance
+
     with open(os.path.join(out_dir, "facet_alignment.json"), "w") as f:
-        json.dump({"user": int(user), "head_weights": weights.tolist(), "alignment": alignment}, f, indent=2)
+        json.dump({"user": int(user), "head_weights": weights.tolist(), "alignment": alignment, **provenance()}, f,
+                  indent=2)
     return [png, path], alignment
 
 

@@ -28,6 +28,7 @@ from keras_fame import FAME, SASRec  # noqa: E402
 from keras_fame.data import leave_one_out  # noqa: E402
 from keras_fame.data.synthetic import planted_facet_walks  # noqa: E402
 from keras_fame.evaluation import evaluate_model  # noqa: E402
+from keras_fame.experiments import provenance  # noqa: E402
 from planted_facets import train_from_scratch  # noqa: E402  (the sibling benchmark, same folder)
 
 
@@ -89,7 +90,7 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "machine": platform.platform(), "cpu_count": os.cpu_count(),
-                       "backend": keras.backend.backend(), "rows": rows}, f, indent=2)
+                       "backend": keras.backend.backend(), "rows": rows, "provenance": provenance()}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from keras_fame import FAME, SASRec  # noqa: E402
 from keras_fame.data import TrainingBatches, leave_one_out  # noqa: E402
 from keras_fame.data.synthetic import planted_facets  # noqa: E402
 from keras_fame.evaluation import evaluate_model  # noqa: E402
+from keras_fame.experiments import provenance  # noqa: E402
 
 MODELS = {
     "SASRec": lambda n, d: SASRec(n, hidden_dim=d, num_heads=2, num_blocks=1, max_len=20, dropout=0.1),
@@ -74,7 +75,8 @@ def main():
             print("  ".join(f"{k}={v}" for k, v in row.items() if "seconds" not in k), flush=True)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "machine": platform.platform(), "rows": rows}, f, indent=2)
+            json.dump({"args": vars(args), "machine": platform.platform(), "rows": rows, "provenance": provenance()}, f,
+                      indent=2)
 
 
 if __name__ == "__main__":

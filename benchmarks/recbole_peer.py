@@ -189,9 +189,28 @@ def main(argv=None):
     if sequence_file is None:
         print("Toys_and_Games.txt not found (--data-dir or FAME_DATA_DIR)", file=sys.stderr)
         return 2
-    return subprocess.call([python, os.path.abspath(__file__), "_train", "--sequence-file", sequence_file,
+    code = subprocess.call([python, os.path.abspath(__file__), "_train", "--sequence-file", sequence_file,
                             "--target", str(args.target), "--max-epochs", str(args.max_epochs), "--out", args.out,
                             "--cpu-model", cpu_model()])
+    if code == 0:
+        _add_provenance(args.out, python, sys.argv if argv is None else ["recbole_peer.py", *argv])
+    return code
+
+
+def _add_provenance(out, python, argv):
+    """Adds this command's provenance to the row `_train` wrote, with the peer environment's own versions."""
+    from keras_fame.experiments import provenance, write_json_atomic
+
+    versions = subprocess.run(
+        [python, "-c", "import importlib.metadata as m, json; "
+                       "print(json.dumps({n: m.version(n) for n in ('torch', 'recbole', 'numpy')}))"],
+        capture_output=True, text=True, check=False,
+    )
+    with open(out) as f:
+        row = json.load(f)
+    row["provenance"] = provenance(argv)
+    row["provenance"]["peer_packages"] = json.loads(versions.stdout) if versions.returncode == 0 else None
+    write_json_atomic(out, row)
 
 
 if __name__ == "__main__":

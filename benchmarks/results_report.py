@@ -242,7 +242,10 @@ def _result_files(pattern):
 
 def _origin(name, report):
     """"`name`: `command` (commit C, CPU" -- the caller closes the parenthesis."""
-    commit = (report.get("git") or {}).get("commit", "")[:10] or "not recorded"
+    commit = (report.get("git") or {}).get("commit", "")[:10]
+    if not commit:  # written before provenance: benchmarks/backfill_provenance.py names the commit that added it
+        added = (report.get("provenance_recorded_later") or {}).get("first_committed_in", "")[:10]
+        commit = f"not recorded; the file was added in {added}" if added else "not recorded"
     cpu = report["machine"].get("cpu", "CPU model not recorded")
     return f"`{name}`: `{report['command']}` (commit {commit}, {cpu}"
 

@@ -243,6 +243,10 @@ def main(argv=None):
     if args.command == "one":
         row = run_one(args.backend, args.model, args.loss, args.target, args.max_epochs, args.data_dir,
                       mixed_precision=args.mixed_precision, every_prefix=args.every_prefix)
+        from keras_fame.experiments import provenance
+
+        # The row's own `machine` (measured in the run) wins over provenance's identical one.
+        row = {**provenance(sys.argv if argv is None else ["speed_table.py", *argv]), **row}
         text = json.dumps(row, indent=2)
         if args.out:
             with open(args.out + ".tmp", "w") as f:

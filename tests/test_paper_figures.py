@@ -1,5 +1,6 @@
 """`benchmarks/paper_figures.py quick`: the paper's Fig. 5-7 machinery end to end on synthetic data."""
 
+import json
 import os
 import subprocess
 import sys
@@ -29,5 +30,7 @@ def test_quick_mode_writes_the_figures_and_their_tables(tmp_path):
         assert f"\n| {h} | 1 | 0." in table  # one row per head count, with a measured metric
     for n in (2, 4, 8, 16, 32):
         assert f"\n| {n} | 1 | 0." in table
+    alignment = json.loads((out / "facet_alignment.json").read_text())
+    assert alignment["alignment"] and "paper_figures.py" in alignment["command"] and "commit" in alignment["git"]
     case = (out / "case_study.md").read_text()
     assert "Gate weights over heads: head 0:" in case and "| colour |" in case and "| shape |" in case

@@ -1,5 +1,7 @@
 """The benchmark table's pieces that need no timing: the peer's data file, time to target, the table."""
 
+import json
+
 import pytest
 
 
@@ -68,8 +70,13 @@ def test_a_row_runs_end_to_end_on_small_data(tmp_path, load_script):
     data, _ = planted_facets(num_users=120, max_length=12, seed=1)
     (tmp_path / "toys").mkdir()
     write_sequences(str(tmp_path / "toys" / "Toys_and_Games.txt"), data)
-    row = table.run_one(keras.backend.backend(), "sasrec", "full", target=1.0, max_epochs=2,
-                        data_dir=str(tmp_path), every_prefix=True, mixed_precision=True)
+    out = tmp_path / "row.json"
+    assert table.main(["one", "--backend", keras.backend.backend(), "--model", "sasrec", "--loss", "full",
+                       "--target", "1.0", "--max-epochs", "2", "--data-dir", str(tmp_path), "--every-prefix",
+                       "--mixed-precision", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["command"].endswith("--out " + str(out)) and "commit" in row["git"] and row["packages"]["keras"]
+    assert row["machine"]["cpu_count"] > 0
     assert row["loss"] == "full, every prefix, bf16"
     assert row["train_rows"] == row["train_positions"] > row["train_sequences"] == 120
     assert [entry["epoch"] for entry in row["history"]] == [1, 2]
