@@ -14,7 +14,7 @@ from keras_fame.evaluation import head_diagnostics, metrics_from_ranks
 def _by_hand(model, ev, k=10):
     out = model.scorer(explain=True).predict(ev.inputs, verbose=0)
     head_scores = np.asarray(out["head_scores"], np.float64)  # [users, H, items + 1]
-    users, num_heads, width = head_scores.shape
+    users, num_heads, _ = head_scores.shape
     masked = head_scores.copy()
     masked[:, :, 0] = -np.inf
     ranks = np.zeros((num_heads + 1, users), np.int64)
@@ -62,7 +62,7 @@ def test_overlap_is_one_for_identical_heads_and_zero_for_disjoint_top_lists():
     np.testing.assert_array_equal(_top10_overlap(same, None), 1.0)
     # Head 1 ranks head 0's order backwards: its top 10 are head 0's bottom 10 (of 40 items).
     np.testing.assert_array_equal(_top10_overlap(np.concatenate([scores, -scores], axis=1), None), 0.0)
-    # Excluding head 0's top 5 items from both lists leaves 5 of the old top 10 plus the next 5.
+    # Excluding each row's 5 best items (history) from both heads: identical heads still agree on the next 10.
     top5 = np.argsort(-scores[:, 0, 1:], axis=1)[:, :5] + 1
     rows = np.repeat(np.arange(4), 5)
     np.testing.assert_array_equal(_top10_overlap(same, (rows, top5.ravel())), 1.0)
