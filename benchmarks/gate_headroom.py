@@ -8,7 +8,7 @@ of the dataset's sequence file, history excluded) go through `keras_fame.evaluat
 which ranks them by the gated score (Eq. 11), by each head alone, by the mean of the heads (the gate
 replaced by `1/H`), and by each user's best head (an optimistic upper bound for a gate that picks one head
 per user), and measures how much the heads' top-10 lists overlap. The recomputed gated NDCG@10 is written
-beside the one the run recorded at its kept epoch (`check`), so a mismatch shows.
+beside the one the run recorded at its kept epoch (`recorded_validation_ndcg@10`), so a mismatch shows.
 
 `benchmarks/results_report.py` turns the file into RESULTS.md's section on routing.
 """
@@ -44,11 +44,17 @@ def diagnose(run_dir, data_dir=None):
     with open(os.path.join(run_dir, "results.json")) as f:
         recorded = json.load(f)
     dataset = recorded["dataset"]
-    sequence_file = find_sequence_file(dataset, data_dir)
+    # An explicit --data-dir is the only place looked in: a run is never re-ranked on other data.
+    sequence_file = find_sequence_file(dataset, data_dir, fall_back=data_dir is None)
     if sequence_file is None:
-        raise FileNotFoundError(f"{run_dir}: the {dataset} sequence file is not found (--data-dir or FAME_DATA_DIR)")
+        where = f"in --data-dir {data_dir}" if data_dir else "--data-dir or FAME_DATA_DIR"
+        raise FileNotFoundError(f"{run_dir}: the {dataset} sequence file is not found ({where})")
+    data = read_sequences(sequence_file)
+    if data.stats() != recorded["data"]:
+        raise FileNotFoundError(f"{sequence_file} is not the data {run_dir} trained on: its statistics "
+                                f"{data.stats()} differ from the run's {recorded['data']}")
     model = keras.saving.load_model(os.path.join(run_dir, "fame.keras"), safe_mode=True)
-    split = leave_one_out(read_sequences(sequence_file), max_len=model.max_len)
+    split = leave_one_out(data, max_len=model.max_len)
     start = time.perf_counter()
     result = head_diagnostics(model, split.validation, ks=(10,))
     return {
@@ -79,7 +85,11 @@ def main(argv=None):
 
     rows = []
     for run in args.runs:
-        row = diagnose(run, args.data_dir)
+        try:
+            row = diagnose(run, args.data_dir)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         print(json.dumps({k: row[k] for k in ("run", "gate_entropy", "gated", "uniform", "oracle_head",
                                               "head_top10_overlap", "recorded_validation_ndcg@10")}), flush=True)
         rows.append(row)

@@ -41,3 +41,10 @@ def test_a_finished_run_is_diagnosed_on_the_users_its_run_validated_on(tmp_path,
     capsys.readouterr()
     assert headroom.main(["--runs", str(tmp_path), "--out", str(out)]) == 2
     assert "no fame.keras" in capsys.readouterr().err
+    assert headroom.main(["--runs", str(run), "--data-dir", str(run), "--out", str(out)]) == 2
+    assert "the toys sequence file is not found (in --data-dir" in capsys.readouterr().err
+    other, _ = planted_facets(num_users=90, max_length=10, seed=5)
+    (tmp_path / "other" / "toys").mkdir(parents=True)
+    write_sequences(str(tmp_path / "other" / "toys" / "Toys_and_Games.txt"), other)
+    assert headroom.main(["--runs", str(run), "--data-dir", str(tmp_path / "other"), "--out", str(out)]) == 2
+    assert "is not the data" in capsys.readouterr().err
