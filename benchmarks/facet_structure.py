@@ -31,7 +31,7 @@ from keras_fame.pretraining import (  # noqa: E402
     pretrain_item_embeddings,
     with_padding_row,
 )
-from keras_fame.experiments import machine_description, provenance  # noqa: E402
+from keras_fame.experiments import provenance  # noqa: E402
 
 
 def main(argv=None):
@@ -45,8 +45,8 @@ def main(argv=None):
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    report = {"machine": machine_description(), "command": "python benchmarks/facet_structure.py " + " ".join(argv or sys.argv[1:]),
-              "provenance": provenance(), "runs": []}
+    # provenance()'s `command` and `machine` are the keys this file always had (command, machine_description()).
+    report = {**provenance(["benchmarks/facet_structure.py", *(argv or sys.argv[1:])]), "runs": []}
     for dataset in args.datasets:
         path = find_sequence_file(dataset, args.data_dir)
         if path is None:

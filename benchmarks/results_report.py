@@ -55,10 +55,11 @@ def _load(relative):
     return module
 
 
-def _cell(values, digits=4):
+def _cell(values, digits=4, one_seed=" (1 seed)"):
+    """`mean ± sample std`; a single value with `one_seed` after it."""
     values = np.asarray(values, dtype=float)
     if len(values) == 1:
-        return f"{values[0]:.{digits}f} (1 seed)"
+        return f"{values[0]:.{digits}f}{one_seed}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
@@ -209,9 +210,8 @@ def gate_headroom_section():
     header = ("dataset", "configuration", "seeds", "gate entropy (log H)", "gated", "gate = 1/H",
               "gated - (1/H), paired", "best single head", "each user's best head", "heads' top-10 overlap")
 
-    def cell(values):
-        values = np.asarray(values, dtype=float)
-        return f"{values[0]:.4f}" if len(values) == 1 else f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+    def cell(values):  # the seeds column already says how many
+        return _cell(values, one_seed="")
 
     rows = []
     for (dataset, configuration), runs in sorted(groups.items(), key=lambda item: (item[0][0] != "toys", item[0])):

@@ -60,9 +60,9 @@ def head_diagnostics(model, evaluation_set, ks=(10,), exclude_history=True, batc
     gates = np.concatenate(gates)
     num_heads = gates.shape[1]
     entropy = -(gates * np.log(np.maximum(gates, 1e-12))).sum(axis=1)
-    per_head = [metrics_from_ranks(np.concatenate([r[h] for r in head_ranks]), ks) for h in range(num_heads)]
+    ranks_by_head = np.stack([np.concatenate([r[h] for r in head_ranks]) for h in range(num_heads)])  # [H, users]
+    per_head = [metrics_from_ranks(ranks, ks) for ranks in ranks_by_head]
     gated = metrics_from_ranks(np.concatenate(gated_ranks), ks)
-    best_head = np.min([np.concatenate([r[h] for r in head_ranks]) for h in range(num_heads)], axis=0)
     overlaps = np.concatenate(overlaps)
     top_share = np.bincount(gates.argmax(axis=1), minlength=num_heads) / max(n, 1)
     return {
@@ -74,7 +74,7 @@ def head_diagnostics(model, evaluation_set, ks=(10,), exclude_history=True, batc
         "head_metrics": per_head,
         "gated": gated,
         "uniform": metrics_from_ranks(np.concatenate(uniform_ranks), ks),
-        "oracle_head": metrics_from_ranks(best_head, ks),
+        "oracle_head": metrics_from_ranks(ranks_by_head.min(axis=0), ks),
         "head_top10_overlap": float(overlaps.mean()) if num_heads > 1 and n else None,
     }
 
