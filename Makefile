@@ -24,7 +24,7 @@ $(STAMP): requirements-lock.txt pyproject.toml Makefile
 ## TRAIN_ARGS: the configuration chosen on validation NDCG@10 over seeds on Toys and Beauty
 ## (results/RESULTS.md; `python benchmarks/results_report.py --check`, run by the tests, fails if this line
 ## is not that choice). `make train TRAIN_ARGS=` runs the package defaults (the paper's SASRec recipe).
-TRAIN_ARGS ?= --text-init pca --recipe bsarec --item-facets auto --gate-facets
+TRAIN_ARGS ?= --text-init pca --recipe bsarec --item-facets auto --hidden-dim 128 --intermediate-dim 512 --gate-facets
 train: $(STAMP)
 	$(PY) examples/train_toys.py $(TRAIN_ARGS) $(ARGS)
 

@@ -42,7 +42,10 @@ COMPARISONS = [("pca_recipe:sasrec", "pca_recipe:fame"), ("facets_fusion:sasrec"
                ("pca_recipe", "facets_fusion"), ("facet_recipe", "facets_fusion"),
                ("facets_fusion", "facets_attention"), ("facets_fusion:fame", "facets_gate_agree:fame"),
                # The aims for the chosen configuration: above its own SASRec and above pca_recipe's FAME.
-               ("facets_gate_agree:sasrec", "facets_gate_agree:fame"), ("pca_recipe:fame", "facets_gate_agree:fame")]
+               ("facets_gate_agree:sasrec", "facets_gate_agree:fame"), ("pca_recipe:fame", "facets_gate_agree:fame"),
+               # The same for the configuration chosen in session 22 (d = 128), and against the one it replaced.
+               ("facets_gate_agree_d128:sasrec", "facets_gate_agree_d128:fame"),
+               ("facets_gate_agree:fame", "facets_gate_agree_d128:fame"), ("pca_recipe:fame", "facets_gate_agree_d128:fame")]
 DATASETS = ("toys", "beauty")
 PAPER = {"toys": {"ndcg@10": 0.0681, "hr@10": 0.1065}, "beauty": {"ndcg@10": 0.0593, "hr@10": 0.0978}}
 
