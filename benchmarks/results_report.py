@@ -41,7 +41,7 @@ CLOSE_SEEDS = 5  # the issues' protocol: 5 seeds where two configurations are wi
 COMPARISONS = [("pca_recipe:sasrec", "pca_recipe:fame"), ("facets_fusion:sasrec", "facets_fusion:fame"),
                ("pca_recipe", "facets_fusion"), ("facet_recipe", "facets_fusion"),
                ("facets_fusion", "facets_attention"), ("facets_fusion:fame", "facets_gate_agree:fame"),
-               # The issue's aims for the chosen configuration: above its own SASRec and above pca_recipe's FAME.
+               # The issue's aims for the configuration chosen in session 19: above its own SASRec and pca_recipe's FAME.
                ("facets_gate_agree:sasrec", "facets_gate_agree:fame"), ("pca_recipe:fame", "facets_gate_agree:fame"),
                # The same for the configuration chosen in session 22 (d = 128), and against the one it replaced.
                ("facets_gate_agree_d128:sasrec", "facets_gate_agree_d128:fame"),
